@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic checkpoints, seeding, metric writers, devices, video files."""

@@ -1,0 +1,103 @@
+"""Atomic file writes and the artefact directory format (``config.json`` + ``*.safetensors``).
+
+Everything the project writes to disk goes through :func:`atomic_write`: the data lands in a
+temporary file in the same directory and is renamed into place, so a run killed mid-write
+leaves either the old file or the new one, never half of one. Weights are stored as
+safetensors, metadata as JSON; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> None:
+    """Save a flat dict of tensors as safetensors, atomically."""
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata=metadata)
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise ValueError(f"{path}: cannot read safetensors file ({exc})") from None
+
+
+def save_artefact(directory: str | os.PathLike, config: dict[str, Any],
+                  tensors: dict[str, torch.Tensor], weights_name: str = WEIGHTS_NAME) -> Path:
+    """Write an artefact directory: ``config.json`` plus one safetensors file.
+
+    The weights are written first and the config last, so a directory that has a config is
+    complete.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tensors(directory / weights_name, tensors)
+    atomic_write_json(directory / CONFIG_NAME, config)
+    return directory
+
+
+def load_artefact(directory: str | os.PathLike, weights_name: str = WEIGHTS_NAME,
+                  device: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read an artefact directory written by :func:`save_artefact`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: not a model directory (expected a folder with {CONFIG_NAME})")
+    config = read_json(directory / CONFIG_NAME)
+    return config, load_tensors(directory / weights_name, device=device)
