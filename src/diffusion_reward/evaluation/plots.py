@@ -1,0 +1,105 @@
+"""Figures: reward along the episode (expert vs others), learning curves, image grids."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+POLICY_COLOURS = {"expert": "tab:green", "random": "tab:red"}
+
+
+def _policy_order(policy: str) -> tuple[int, float]:
+    if policy == "expert":
+        return (0, 0.0)
+    if policy.startswith("noisy:"):
+        try:
+            return (1, float(policy.split(":", 1)[1]))
+        except ValueError:
+            return (1, math.inf)
+    return (2, 0.0)
+
+
+def plot_reward_curves(curves: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], path: str | os.PathLike,
+                       title: str = "", policies: Sequence[str] | None = None) -> None:
+    """One panel per task: mean reward along the episode per policy, with a +-1 std band.
+
+    ``curves[task][policy]`` is a list of per-step reward arrays (episodes may differ in length;
+    the mean at step j uses the episodes that reach j).
+    """
+    plt = _pyplot()
+    tasks = sorted(curves)
+    cols = min(4, max(1, len(tasks)))
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, task in zip(axes.flat, tasks):
+        names = sorted(curves[task], key=_policy_order)
+        if policies is not None:
+            names = [p for p in names if p in policies]
+        noisy = [p for p in names if p.startswith("noisy:")]
+        for p in names:
+            eps = [np.asarray(e, dtype=np.float64) for e in curves[task][p]]
+            length = max(len(e) for e in eps)
+            stack = np.full((len(eps), length), np.nan)
+            for i, e in enumerate(eps):
+                stack[i, : len(e)] = e
+            mean, std = np.nanmean(stack, 0), np.nanstd(stack, 0)
+            colour = POLICY_COLOURS.get(p) or cmap(0.2 + 0.6 * noisy.index(p) / max(1, len(noisy) - 1)
+                                                   if p in noisy else 0.5)
+            x = np.arange(length)
+            ax.plot(x, mean, color=colour, label=f"{p} (n={len(eps)})", lw=1.5)
+            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_learning_curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
+                         xlabel: str = "environment frames", ylabel: str = "success rate", title: str = "") -> None:
+    """Lines of ``ylabel`` against ``xlabel``; ``series[name] = (x, y)``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="o", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Tile uint8 HxWx3 images into one image; every row has the same number of images."""
+    h, w = rows[0][0].shape[:2]
+    ncol = max(len(r) for r in rows)
+    grid = np.full((len(rows) * (h + pad) + pad, ncol * (w + pad) + pad, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y: y + h, x: x + w] = img
+    return grid

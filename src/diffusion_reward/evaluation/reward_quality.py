@@ -1,0 +1,169 @@
+"""How much a reward model can be trusted, measured on held-out episodes of known quality.
+
+For each task and each reward model, on test-split episodes of the expert, of noisy experts
+(``noisy:<std>``) and of a random policy:
+
+- ``auroc_random``: probability that an expert episode gets a higher episode-mean reward than a
+  random one (1 = perfect separation, 0.5 = chance); ``auroc_noisy:<std>`` the same against each
+  noise level. Episode *means* are used rather than sums because experts may stop early.
+- ``spearman_quality``: Spearman correlation between policy quality (expert > increasing noise
+  > random, as ranks) and episode-mean reward; good rewards are strongly positive. (The issue's
+  "reward falls as noise grows" is the same number with the sign of the noise axis.)
+- ``spearman_dense``: Spearman correlation between the per-step learned reward and the
+  simulator's shaped (dense) reward, pooled over all episodes of the task.
+- ``spearman_dense_within``: the same correlation computed inside each expert episode, averaged:
+  does the reward rise as the expert makes progress?
+- ``frames_per_s``: reward throughput.
+
+A reward model here is anything with ``rewards(frames: uint8 (T,H,W,3)) -> float32[T]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from diffusion_reward.data.episodes import EpisodeDataset
+
+NOISY = re.compile(r"^noisy:(?P<std>[0-9.]+)$")
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Area under the ROC curve of ``positive`` vs ``negative`` scores (ties count one half)."""
+    pos = np.asarray(positive, dtype=np.float64)
+    neg = np.asarray(negative, dtype=np.float64)
+    if len(pos) == 0 or len(neg) == 0:
+        return math.nan
+    ranks = stats.rankdata(np.concatenate([pos, neg]))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation; NaN when either side is constant or too short."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def policy_rank(policy: str) -> float | None:
+    """Quality order of a policy name: expert 0, noisy:<std> = std, random = +inf; None if unknown."""
+    if policy == "expert":
+        return 0.0
+    if policy == "random":
+        return math.inf
+    m = NOISY.match(policy)
+    return float(m.group("std")) if m else None
+
+
+@dataclasses.dataclass
+class ScoredEpisode:
+    task: str
+    policy: str
+    rewards: np.ndarray
+    dense: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.rewards))
+
+
+def score_dataset(scorer: Any, dataset: EpisodeDataset, progress: Callable[[int], None] | None = None
+                  ) -> tuple[list[ScoredEpisode], float]:
+    """Score every episode of ``dataset``; returns the scored episodes and frames/s."""
+    out, frames, seconds = [], 0, 0.0
+    for ep in dataset:
+        start = time.perf_counter()
+        r = np.asarray(scorer.rewards(ep.frames), dtype=np.float32)
+        seconds += time.perf_counter() - start
+        frames += len(ep.frames)
+        if r.shape != (len(ep.frames),):
+            raise ValueError(f"{type(scorer).__name__}.rewards returned shape {r.shape} for {len(ep.frames)} frames")
+        out.append(ScoredEpisode(ep.info["task"], ep.info["policy"], r, ep.dense))
+        if progress is not None:
+            progress(1)
+    return out, frames / max(seconds, 1e-9)
+
+
+def task_metrics(scored: Sequence[ScoredEpisode]) -> dict[str, float]:
+    """The metrics of one task from its scored episodes (see the module docstring)."""
+    by_policy: dict[str, list[ScoredEpisode]] = {}
+    for s in scored:
+        by_policy.setdefault(s.policy, []).append(s)
+    expert = [s.mean for s in by_policy.get("expert", [])]
+    metrics: dict[str, float] = {}
+    metrics["auroc_random"] = auroc(expert, [s.mean for s in by_policy.get("random", [])])
+    noisy = sorted((p for p in by_policy if NOISY.match(p)), key=policy_rank)
+    for p in noisy:
+        metrics[f"auroc_{p}"] = auroc(expert, [s.mean for s in by_policy[p]])
+    ranked = [(policy_rank(s.policy), s.mean) for s in scored if policy_rank(s.policy) is not None]
+    if ranked:
+        order = sorted({r for r, _ in ranked})
+        quality = [-order.index(r) for r, _ in ranked]  # higher = better policy
+        metrics["spearman_quality"] = spearman(quality, [m for _, m in ranked])
+    # reward j scores reaching frame j; dense[j-1] is the shaped reward of the step into frame j
+    pooled_r = np.concatenate([s.rewards[1:] for s in scored]) if scored else np.zeros(0)
+    pooled_d = np.concatenate([s.dense for s in scored]) if scored else np.zeros(0)
+    metrics["spearman_dense"] = spearman(pooled_r, pooled_d)
+    within = [spearman(s.rewards[1:], s.dense) for s in by_policy.get("expert", [])]
+    within = [w for w in within if math.isfinite(w)]
+    metrics["spearman_dense_within"] = float(np.mean(within)) if within else math.nan
+    metrics["episodes"] = float(len(scored))
+    return metrics
+
+
+def evaluate_reward_models(scorers: Mapping[str, Any], dataset: EpisodeDataset,
+                           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Score ``dataset`` with every scorer; returns ``{"models": {name: {"tasks": {task: metrics},
+    "mean": metrics, "frames_per_s": x}}, "curves": {name: {task: {policy: [reward arrays]}}}}``."""
+    result: dict[str, Any] = {"models": {}, "curves": {}}
+    for name, scorer in scorers.items():
+        scored, fps = score_dataset(scorer, dataset, progress)
+        tasks = sorted({s.task for s in scored})
+        per_task = {t: task_metrics([s for s in scored if s.task == t]) for t in tasks}
+        keys = sorted({k for m in per_task.values() for k in m})
+        mean = {k: _nanmean([per_task[t].get(k, math.nan) for t in tasks]) for k in keys}
+        result["models"][name] = {"tasks": per_task, "mean": mean, "frames_per_s": fps}
+        curves: dict[str, dict[str, list[list[float]]]] = {}
+        for s in scored:
+            curves.setdefault(s.task, {}).setdefault(s.policy, []).append(s.rewards.tolist())
+        result["curves"][name] = curves
+    return result
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+SUMMARY_COLUMNS = ("auroc_random", "auroc_noisy", "spearman_quality", "spearman_dense",
+                   "spearman_dense_within")
+
+
+def _row_value(metrics: Mapping[str, float], column: str) -> float:
+    if column == "auroc_noisy":  # mean over noise levels
+        return _nanmean([v for k, v in metrics.items() if k.startswith("auroc_noisy:")])
+    return metrics.get(column, math.nan)
+
+
+def markdown_table(result: Mapping[str, Any]) -> str:
+    """A markdown table: one row per (model, task) plus a mean row per model."""
+    header = ["model", "task", *SUMMARY_COLUMNS, "frames/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    fmt = lambda v: "–" if not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
+    for name, model in result["models"].items():
+        rows = [(task, m) for task, m in model["tasks"].items()] + [("**mean**", model["mean"])]
+        for task, m in rows:
+            cells = [fmt(_row_value(m, c)) for c in SUMMARY_COLUMNS]
+            lines.append(f"| {name} | {task} | " + " | ".join(cells) + f" | {model['frames_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+import math
+
+import numpy as np
+import pytest
+
+from diffusion_reward.data.episodes import DatasetWriter, Episode, load_dataset
+from diffusion_reward.evaluation.reward_quality import (auroc, evaluate_reward_models, markdown_table,
+                                                         policy_rank, spearman)
+
+
+def test_auroc_extremes_and_ties():
+    assert auroc([3, 4, 5], [0, 1, 2]) == 1.0
+    assert auroc([0, 1], [2, 3]) == 0.0
+    assert auroc([1, 1], [1, 1]) == 0.5
+    assert math.isnan(auroc([], [1.0]))
+
+
+def test_spearman_handles_constant_input():
+    assert spearman([1, 2, 3, 4], [2, 4, 6, 8]) == pytest.approx(1.0)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_policy_rank_orders_expert_noise_random():
+    ranks = [policy_rank(p) for p in ("expert", "noisy:0.1", "noisy:1.0", "random")]
+    assert ranks == sorted(ranks)
+    assert policy_rank("video") is None
+
+
+class BrightnessScorer:
+    """Reward = mean brightness of each frame: the synthetic data below makes experts bright."""
+
+    def rewards(self, frames):
+        return frames.reshape(len(frames), -1).mean(1).astype(np.float32) / 255.0
+
+
+def _write(tmp_path):
+    rng = np.random.default_rng(0)
+    w = DatasetWriter(tmp_path, {"image_size": 8})
+    levels = {"expert": 200, "noisy:0.1": 150, "noisy:0.5": 100, "random": 30}
+    for policy, level in levels.items():
+        for i in range(4):
+            t = 6
+            ramp = np.linspace(0, 1, t)
+            frames = (level * ramp[:, None, None, None] + rng.integers(0, 20, (t, 8, 8, 3))).clip(0, 255)
+            dense = ramp[1:] * 10 + rng.normal(0, 0.01, t - 1)
+            w.add(Episode(frames=frames.astype(np.uint8), dense=dense), task="toy-v3", policy=policy,
+                  split="test", seed=i)
+    return load_dataset(tmp_path)
+
+
+def test_evaluate_reward_models_on_known_ordering(tmp_path):
+    result = evaluate_reward_models({"brightness": BrightnessScorer()}, _write(tmp_path))
+    m = result["models"]["brightness"]["tasks"]["toy-v3"]
+    assert m["auroc_random"] == 1.0
+    assert m["auroc_noisy:0.5"] == 1.0
+    assert m["spearman_quality"] > 0.9
+    assert m["spearman_dense_within"] > 0.9
+    assert set(result["curves"]["brightness"]["toy-v3"]) == {"expert", "noisy:0.1", "noisy:0.5", "random"}
+    table = markdown_table(result)
+    assert "brightness" in table and "toy-v3" in table and "**mean**" in table
