@@ -1,0 +1,1 @@
+"""Episode datasets: the on-disk format, collection from simulators, and importers."""

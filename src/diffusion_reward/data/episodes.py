@@ -1,0 +1,343 @@
+"""The episode dataset format: one compressed ``.npz`` file per episode plus a JSON manifest.
+
+Layout of a dataset directory::
+
+    DATASET/
+      manifest.json                   dataset-level facts and one entry per episode
+      episodes/<task>/<policy>-<split>-<index>.npz
+
+Each ``.npz`` holds (``T`` = number of frames = number of steps + 1, the reset frame included):
+
+============  ===================  =========================================================
+key           dtype, shape         meaning
+============  ===================  =========================================================
+frames        uint8 (T, H, W, 3)   RGB observations, upright
+actions       float32 (T-1, A)     action taken after each frame (A = 0 for plain videos)
+rewards       float32 (T-1,)       sparse environment reward per step (success, summed over
+                                   action repeats); NaN when unknown (imported videos)
+dense         float32 (T-1,)       the simulator's shaped reward per step; NaN when unknown
+success       bool (T-1,)          the task was solved at this step
+states        float32 (T, S)       proprioceptive/simulator state per frame (S may be 0)
+============  ===================  =========================================================
+
+The manifest records, per episode: file, task, policy (``expert``, ``random``,
+``noisy:<std>``, ``video``, ...), split (``train``/``test``), seed, length (frames), success,
+camera and source; and for the dataset: image size, render settings, format and package
+version. Loading is lazy: opening a dataset reads only the manifest; an episode's arrays are
+read when it is accessed. Several dataset directories open together as one dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from diffusion_reward.errors import UserError
+from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, read_json
+
+MANIFEST = "manifest.json"
+FORMAT_NAME = "diffusion-reward-episodes"
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset or one of its episode files cannot be used; the message names the path."""
+
+
+@dataclasses.dataclass
+class Episode:
+    """One episode in memory. See the module docstring for the meaning and shape of each array."""
+
+    frames: np.ndarray
+    actions: np.ndarray | None = None
+    rewards: np.ndarray | None = None
+    dense: np.ndarray | None = None
+    success: np.ndarray | None = None
+    states: np.ndarray | None = None
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frames = np.asarray(self.frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        if len(frames) < 1:
+            raise ValueError("an episode needs at least one frame")
+        self.frames = frames
+        steps = len(frames) - 1
+        self.actions = _or_default(self.actions, np.zeros((steps, 0), np.float32), np.float32)
+        self.rewards = _or_default(self.rewards, np.full(steps, np.nan, np.float32), np.float32)
+        self.dense = _or_default(self.dense, np.full(steps, np.nan, np.float32), np.float32)
+        self.success = _or_default(self.success, np.zeros(steps, bool), bool)
+        self.states = _or_default(self.states, np.zeros((steps + 1, 0), np.float32), np.float32)
+        for name, arr, n in (("actions", self.actions, steps), ("rewards", self.rewards, steps),
+                             ("dense", self.dense, steps), ("success", self.success, steps),
+                             ("states", self.states, steps + 1)):
+            if len(arr) != n:
+                raise ValueError(f"episode with {steps + 1} frames needs {n} {name}, got {len(arr)}")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def solved(self) -> bool:
+        """Whether the task was solved at any step."""
+        return bool(np.any(self.success))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"frames": self.frames, "actions": self.actions, "rewards": self.rewards,
+                "dense": self.dense, "success": self.success, "states": self.states}
+
+
+def _or_default(value: Any, default: np.ndarray, dtype: Any) -> np.ndarray:
+    return default if value is None else np.asarray(value, dtype=dtype)
+
+
+def policy_slug(policy: str) -> str:
+    """A file-name-safe form of a policy name (``noisy:0.1`` -> ``noisy-0.1``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", policy)
+
+
+def save_episode(path: str | os.PathLike, episode: Episode) -> None:
+    """Write one episode as a compressed ``.npz``, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **episode.arrays())
+
+
+def load_episode(path: str | os.PathLike, info: dict[str, Any] | None = None) -> Episode:
+    """Read one episode file; a missing, truncated or corrupt file raises :class:`DatasetError` naming it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("frames",) if k not in data.files]
+            if missing:
+                raise DatasetError(f"{path}: episode file lacks {missing}")
+            arrays = {k: data[k] for k in data.files}
+    except DatasetError:
+        raise
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: episode file is missing") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib_error()) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated episode file ({type(exc).__name__}: {exc})") from None
+    try:
+        return Episode(**{k: arrays.get(k) for k in ("frames", "actions", "rewards", "dense", "success", "states")},
+                       info=dict(info or {}))
+    except ValueError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+class DatasetWriter:
+    """Create (or extend) a dataset directory, one episode at a time.
+
+    The manifest is rewritten atomically after every episode, so a collection that is killed
+    keeps every episode finished before it.
+    """
+
+    def __init__(self, root: str | os.PathLike, attributes: dict[str, Any] | None = None):
+        from diffusion_reward import __version__
+
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / MANIFEST
+        if path.exists():
+            self.manifest = _check_manifest(read_json(path), path)
+        else:
+            self.manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                             "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "episodes": []}
+        for key, value in (attributes or {}).items():
+            old = self.manifest.get(key)
+            if old is not None and old != value and key not in ("package_version", "created"):
+                raise DatasetError(f"{path}: dataset has {key}={old!r}, cannot add episodes with {key}={value!r}")
+            self.manifest[key] = value
+
+    def next_file(self, task: str, policy: str, split: str) -> str:
+        prefix = f"episodes/{task}/{policy_slug(policy)}-{split}-"
+        taken = {e["file"] for e in self.manifest["episodes"]}
+        i = sum(1 for f in taken if f.startswith(prefix))
+        while f"{prefix}{i:05d}.npz" in taken:
+            i += 1
+        return f"{prefix}{i:05d}.npz"
+
+    def add(self, episode: Episode, *, task: str, policy: str, split: str, seed: int | None = None,
+            camera: str | None = None, source: str = "metaworld", file: str | None = None,
+            **extra: Any) -> dict[str, Any]:
+        """Write ``episode`` and record it in the manifest; returns the manifest entry."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        file = file or self.next_file(task, policy, split)
+        save_episode(self.root / file, episode)
+        entry = {"file": file, "task": task, "policy": policy, "split": split, "seed": seed,
+                 "length": len(episode), "success": episode.solved, "camera": camera, "source": source, **extra}
+        self.add_entry(entry)
+        return entry
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        """Record an episode file that is already written (by a worker process, say)."""
+        if not (self.root / entry["file"]).exists():
+            raise DatasetError(f"{self.root / entry['file']}: episode file is missing")
+        self.manifest["episodes"] = [e for e in self.manifest["episodes"] if e["file"] != entry["file"]] + [entry]
+        self.flush()
+
+    def flush(self) -> None:
+        atomic_write_json(self.root / MANIFEST, self.manifest)
+
+
+def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{path}: not a diffusion-reward dataset manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise DatasetError(f"{path}: dataset format {manifest['format_version']} is newer than this "
+                           f"package reads ({FORMAT_VERSION}); upgrade diffusion-reward")
+    if not isinstance(manifest.get("episodes"), list):
+        raise DatasetError(f"{path}: manifest has no 'episodes' list")
+    return manifest
+
+
+class EpisodeDataset(Sequence[Episode]):
+    """A lazily loaded collection of episodes from one or more dataset directories.
+
+    ``dataset[i]`` reads episode ``i`` from disk; ``dataset.entries[i]`` is its manifest entry
+    (task, policy, split, ...) and costs nothing. :meth:`select` filters without reading.
+    """
+
+    def __init__(self, roots: Sequence[Path], entries: list[dict[str, Any]], attributes: dict[str, Any],
+                 skip_bad: bool = False):
+        self.roots = list(roots)
+        self.entries = entries
+        self.attributes = attributes
+        self.skip_bad = skip_bad
+        self.skipped: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def path(self, i: int) -> Path:
+        return Path(self.entries[i]["_root"]) / self.entries[i]["file"]
+
+    def __getitem__(self, i: int) -> Episode:  # type: ignore[override]
+        if isinstance(i, slice):
+            raise TypeError("use select() to take a subset of a dataset")
+        entry = self.entries[i]
+        return load_episode(self.path(i), {k: v for k, v in entry.items() if k != "_root"})
+
+    def __iter__(self) -> Iterator[Episode]:
+        for i in range(len(self)):
+            try:
+                yield self[i]
+            except DatasetError as exc:
+                if not self.skip_bad:
+                    raise
+                self.skipped.append(str(exc))
+
+    def select(self, task: str | Iterable[str] | None = None, policy: str | Iterable[str] | None = None,
+               split: str | None = None) -> "EpisodeDataset":
+        """The episodes matching every given filter (each may be one value or several)."""
+        def match(value: Any, wanted: Any) -> bool:
+            if wanted is None:
+                return True
+            return value == wanted if isinstance(wanted, str) else value in set(wanted)
+
+        picked = [e for e in self.entries
+                  if match(e["task"], task) and match(e["policy"], policy) and match(e["split"], split)]
+        sub = EpisodeDataset(self.roots, picked, self.attributes, self.skip_bad)
+        sub.skipped = self.skipped
+        return sub
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({e["task"] for e in self.entries})
+
+    @property
+    def policies(self) -> list[str]:
+        return sorted({e["policy"] for e in self.entries})
+
+    @property
+    def image_size(self) -> int | None:
+        return self.attributes.get("image_size")
+
+    def num_frames(self) -> int:
+        return int(sum(e["length"] for e in self.entries))
+
+    def validate(self) -> list[str]:
+        """Read every episode; return the errors (and raise on the first unless ``skip_bad``)."""
+        errors = []
+        keep = []
+        for i, entry in enumerate(self.entries):
+            try:
+                self[i]
+                keep.append(entry)
+            except DatasetError as exc:
+                if not self.skip_bad:
+                    raise
+                errors.append(str(exc))
+        self.entries = keep
+        self.skipped.extend(errors)
+        return errors
+
+    def summary(self) -> str:
+        lines = [f"{len(self)} episodes, {self.num_frames()} frames, tasks: {', '.join(self.tasks)}"]
+        for split in SPLITS:
+            for policy in self.policies:
+                n = len(self.select(policy=policy, split=split))
+                if n:
+                    lines.append(f"  {split:5s} {policy:12s} {n} episodes")
+        return "\n".join(lines)
+
+
+def load_dataset(paths: str | os.PathLike | Sequence[str | os.PathLike], skip_bad: bool = False) -> EpisodeDataset:
+    """Open one or several dataset directories as one :class:`EpisodeDataset` (lazily).
+
+    Raises :class:`DatasetError` naming the path when a directory or its manifest is missing or
+    unreadable. Datasets of different image sizes cannot be combined.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise DatasetError("no dataset given")
+    roots, entries, attributes = [], [], {}
+    for p in paths:
+        root = Path(p)
+        manifest_path = root / MANIFEST
+        if not root.is_dir():
+            raise DatasetError(f"{root}: no such dataset directory")
+        if not manifest_path.exists():
+            raise DatasetError(f"{root}: not a dataset (no {MANIFEST}); create one with "
+                               "`diffusion-reward collect` or `diffusion-reward import-videos`")
+        try:
+            manifest = _check_manifest(read_json(manifest_path), manifest_path)
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from None
+        size = manifest.get("image_size")
+        if attributes.get("image_size") not in (None, size):
+            raise DatasetError(f"{root}: image size {size} differs from {attributes['image_size']} of the "
+                               "other datasets; they cannot be combined")
+        for key, value in manifest.items():
+            if key != "episodes":
+                attributes.setdefault(key, value)
+        roots.append(root)
+        entries.extend({**e, "_root": str(root)} for e in manifest["episodes"])
+    dataset = EpisodeDataset(roots, entries, attributes, skip_bad=skip_bad)
+    return dataset
+
+
+def episode_bytes(episode: Episode) -> bytes:
+    """The compressed ``.npz`` bytes of an episode (for tests and transfers)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **episode.arrays())
+    return buf.getvalue()
