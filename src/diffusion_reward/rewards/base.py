@@ -1,0 +1,479 @@
+"""The ``RewardModel`` contract every reward (learned or baseline) follows, and its registry.
+
+A reward model turns the frames of an episode into one reward per frame::
+
+    frames: uint8 (T, H, W, 3)  ->  rewards: float32 (T,)
+
+**Reward ``j`` scores reaching frame ``j``.** Frame 0 is the reset frame, so in RL the reward of
+step ``t`` (the step that produced frame ``t``) is ``rewards(frames)[t]`` for ``t >= 1``; the
+reward of frame 0 exists for plots and statistics but no RL step receives it.
+
+**History and windows.** The reward at frame ``j`` may depend on the ``history`` frames before
+it (0 for single-frame models such as RND and AMP, 1 for motion, 2 for a video model that
+conditions on two frames). It is computed from the *window* ``frames[j - history : j + 1]``
+(``history + 1`` frames, oldest first). Before the episode has that many frames, the window is
+padded at the front by repeating frame 0, as the paper does for the first steps; so any episode
+with at least one frame has a reward per frame, and an episode of zero frames is an error.
+
+One code path serves both uses: a model implements only :meth:`RewardModel.score_windows`
+(a batch of windows and their step indices -> raw rewards). :meth:`RewardModel.rewards` builds
+every window of an episode and scores them in batches; :meth:`RewardModel.rewards_window`
+scores the single window an environment wrapper keeps while the episode runs. Both give the same
+numbers. A stochastic model (one that samples, like the diffusion reward) keeps that equality by
+drawing the randomness of window ``j`` from :meth:`RewardModel.step_generator` (``j``), a
+generator seeded by ``(sample_seed, j)`` only, never from a generator shared across the batch.
+
+**Frames in.** Frames must be ``uint8`` ``(T, H, W, 3)``; a model with an ``image_size`` needs
+``H == W == image_size``. Frames of another size are an error, never silently resized: pass
+``resize=True`` (or call :func:`resize_frames` yourself) to resize them with antialiased
+bilinear interpolation (the aspect ratio is not kept).
+
+**Standardization.** A model may carry :class:`~diffusion_reward.rewards.standardize.RewardStats`
+(``model.stats``, fitted on expert episodes with :meth:`RewardModel.fit_stats` and saved with the
+model). Then :meth:`RewardModel.rewards` returns standardized rewards; ``raw=True`` returns the
+model's own scale.
+
+**Artefacts.** :meth:`RewardModel.save_pretrained` writes ``config.json`` (``kind``, the model
+config, the stats) and ``model.safetensors``; :func:`load_reward_model` reads ``kind`` and
+dispatches to the class registered for it with :func:`register_reward`.
+
+Writing a new reward model::
+
+    @register_reward("mine")
+    class MyReward(RewardModel):
+        history = 1
+        def __init__(self, config: MyConfig, device="auto"): ...
+        def score_windows(self, windows, steps): ...      # (N, history+1, H, W, 3) -> float32 (N,)
+        def config_dict(self): return to_dict(self.config)
+        @classmethod
+        def from_config(cls, config, device="auto"): return cls(from_dict(MyConfig, config), device)
+        def torch_modules(self): return {"net": self.net}  # what model.safetensors holds
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffusion_reward.errors import UserError
+from diffusion_reward.rewards.standardize import RewardStats
+from diffusion_reward.utils.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_tensors, read_json, save_artefact
+from diffusion_reward.utils.device import resolve_device
+
+ARTEFACT_FORMAT_VERSION = 1
+
+# Built-in kinds and the module that registers each; imported only when that kind is loaded.
+BUILTIN_KINDS: dict[str, str] = {
+    "rnd": "diffusion_reward.rewards.rnd",
+    "amp": "diffusion_reward.rewards.amp",
+    "sparse": "diffusion_reward.rewards.sparse",
+    "motion": "diffusion_reward.rewards.motion",
+    "diffusion": "diffusion_reward.rewards.diffusion",
+    "viper": "diffusion_reward.rewards.viper",
+}
+
+_REGISTRY: dict[str, type["RewardModel"]] = {}
+
+M = TypeVar("M", bound="RewardModel")
+
+
+# --------------------------------------------------------------------------------------------
+# Frames: validation, resizing, windows, layout conversion
+
+
+def check_frames(frames: Any, image_size: int | None = None, resize: bool = False,
+                 what: str = "frames") -> np.ndarray:
+    """Return ``frames`` as a uint8 ``(T, H, W, 3)`` array, or raise :class:`UserError` saying why not.
+
+    With ``image_size``, frames must be ``image_size`` x ``image_size``; ``resize=True`` resizes
+    frames of another size (see :func:`resize_frames`) instead of raising.
+    """
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    frames = np.asarray(frames)
+    expected = "uint8 (T, H, W, 3) RGB frames" + (f" of {image_size}x{image_size}" if image_size else "")
+    if frames.dtype != np.uint8:
+        hint = " (scale [0, 1] floats with (x * 255).round().astype(np.uint8))" if frames.dtype.kind == "f" else ""
+        raise UserError(f"{what}: expected {expected}, got dtype {frames.dtype}{hint}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        hint = ""
+        if frames.ndim == 4 and frames.shape[1] == 3:
+            hint = " (channel-first; use frames.transpose(0, 2, 3, 1))"
+        elif frames.ndim == 3 and frames.shape[-1] == 3:
+            hint = " (one frame; use frames[None] for a one-frame episode)"
+        raise UserError(f"{what}: expected {expected}, got shape {tuple(frames.shape)}{hint}")
+    if len(frames) == 0:
+        raise UserError(f"{what}: expected at least one frame, got T=0")
+    if image_size is not None and frames.shape[1:3] != (image_size, image_size):
+        if not resize:
+            raise UserError(f"{what}: expected {expected}, got {frames.shape[1]}x{frames.shape[2]}; "
+                            "frames are not resized silently: pass resize=True or use resize_frames()")
+        frames = resize_frames(frames, image_size)
+    return frames
+
+
+def resize_frames(frames: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize uint8 ``(T, H, W, 3)`` frames to ``size`` (an int for square) with antialiased bilinear
+    interpolation; the aspect ratio is not kept. Returns uint8 ``(T, size, size, 3)``."""
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if frames.shape[1:3] == hw:
+        return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    y = F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def make_windows(frames: np.ndarray, history: int) -> np.ndarray:
+    """Every reward window of an episode: ``(T, history + 1, H, W, 3)``, window ``j`` =
+    ``frames[j - history : j + 1]`` with indices below 0 replaced by 0 (frame 0 repeated)."""
+    T = len(frames)
+    idx = np.arange(T)[:, None] + np.arange(-history, 1)[None, :]
+    return frames[np.clip(idx, 0, None)]
+
+
+def frames_to_model_input(frames: torch.Tensor | np.ndarray, image_size: int | None = None,
+                          device: torch.device | str = "cpu", resize: bool = False,
+                          what: str = "frames") -> torch.Tensor:
+    """A batch of uint8 frames, channel-first ``(B, 3, H, W)`` (the RL replay layout) or channel-last
+    ``(B, H, W, 3)``, NumPy or torch, -> float ``(B, 3, H, W)`` in ``[-1, 1]`` on ``device``.
+
+    Float tensors are accepted too and read as pixel values in ``[0, 255]`` (DrQ-v2 passes
+    ``obs.float()``); a float batch with values outside that range is an error (it is probably
+    already normalised). When both layouts fit the shape, ``image_size`` decides.
+    """
+    x = torch.as_tensor(frames) if isinstance(frames, np.ndarray) else frames
+    if not isinstance(x, torch.Tensor):
+        raise UserError(f"{what}: expected a uint8 array or tensor of frames, got {type(frames).__name__}")
+    if x.ndim != 4:
+        raise UserError(f"{what}: expected a batch (B, 3, H, W) or (B, H, W, 3), got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        pass
+    elif x.dtype.is_floating_point:
+        lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 0.0)
+        if lo < 0 or hi > 255:
+            raise UserError(f"{what}: float frames must hold pixel values in [0, 255], got range "
+                            f"[{lo:.3g}, {hi:.3g}]; pass uint8 frames")
+    else:
+        raise UserError(f"{what}: expected uint8 frames, got dtype {x.dtype}")
+    chw = x.shape[1] == 3 and (x.shape[-1] != 3 or (image_size is not None and x.shape[2:] == (image_size,) * 2))
+    if not chw:
+        if x.shape[-1] != 3:
+            raise UserError(f"{what}: expected 3 colour channels first (B, 3, H, W) or last (B, H, W, 3), "
+                            f"got shape {tuple(x.shape)}")
+        x = x.permute(0, 3, 1, 2)
+    x = x.to(device=device, dtype=torch.float32)
+    if image_size is not None and tuple(x.shape[2:]) != (image_size, image_size):
+        if not resize:
+            raise UserError(f"{what}: expected {image_size}x{image_size} frames, got {x.shape[2]}x{x.shape[3]}; "
+                            "pass resize=True to resize them")
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous() / 127.5 - 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# The contract
+
+
+class RewardModel(abc.ABC):
+    """A reward computed from video frames; see the module docstring for the conventions.
+
+    Attributes every model has: ``kind`` (its registry name, set by :func:`register_reward`),
+    ``history`` (frames before frame ``j`` that reward ``j`` needs), ``image_size`` (required
+    frame size, or ``None`` for any), ``device``, ``stats`` (optional standardization),
+    ``sample_seed`` (seeds :meth:`step_generator`) and ``max_batch`` (windows per
+    :meth:`score_windows` call).
+    """
+
+    kind: ClassVar[str] = ""
+    history: int = 0
+    image_size: int | None = None
+    max_batch: int = 256
+
+    def __init__(self, device: str | torch.device = "auto"):
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.stats: RewardStats | None = None
+        self.sample_seed = 0
+
+    # ---- what a model implements ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def score_windows(self, windows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Raw (unstandardized) rewards of a batch of windows.
+
+        ``windows``: uint8 ``(N, history + 1, H, W, 3)``, already validated (and resized);
+        window ``i`` ends at frame ``steps[i]`` of its episode (int64 ``(N,)``). Returns float32
+        ``(N,)``. The result for a window must not depend on the other windows in the batch
+        (draw any randomness from ``self.step_generator(steps[i])``).
+        """
+
+    def config_dict(self) -> dict[str, Any]:
+        """Everything besides the weights needed to rebuild the model (JSON-ready)."""
+        return {}
+
+    @classmethod
+    def from_config(cls: type[M], config: dict[str, Any], device: str | torch.device = "auto") -> M:
+        """Build an (untrained) model from :meth:`config_dict` output."""
+        if config:
+            raise UserError(f"{cls.__name__}: takes no config, got keys {sorted(config)}")
+        return cls(device=device)
+
+    def torch_modules(self) -> dict[str, torch.nn.Module]:
+        """The modules whose state (parameters and buffers) ``model.safetensors`` holds."""
+        return {}
+
+    # ---- the public API -----------------------------------------------------------------------
+
+    @property
+    def is_online(self) -> bool:
+        """Whether the model learns during RL (then the loop calls :meth:`update`)."""
+        return False
+
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One online training step on a replay batch; returns metrics. A no-op for offline models."""
+        return {}
+
+    def rewards(self, frames: np.ndarray, *, resize: bool = False, raw: bool = False) -> np.ndarray:
+        """One reward per frame of one episode: uint8 ``(T, H, W, 3)`` -> float32 ``(T,)``.
+
+        Reward ``j`` scores reaching frame ``j`` from the window ending there (frame 0 repeated
+        before the start). Standardized with ``self.stats`` when set, unless ``raw``.
+        """
+        frames = check_frames(frames, self.image_size, resize)
+        raw_rewards = self._score_all(make_windows(frames, self.history), np.arange(len(frames)))
+        return self._finish(raw_rewards, raw)
+
+    def rewards_batch(self, episodes: Sequence[Any], *, resize: bool = False, raw: bool = False) -> list[np.ndarray]:
+        """:meth:`rewards` of several episodes (arrays or :class:`~diffusion_reward.data.episodes.Episode`),
+        their windows scored together in batches of ``max_batch``; same numbers as one at a time."""
+        clips = [check_frames(getattr(e, "frames", e), self.image_size, resize, what=f"episode {i}")
+                 for i, e in enumerate(episodes)]
+        if not clips:
+            return []
+        windows = np.concatenate([make_windows(c, self.history) for c in clips])
+        steps = np.concatenate([np.arange(len(c)) for c in clips])
+        flat = self._finish(self._score_all(windows, steps), raw)
+        return np.split(flat, np.cumsum([len(c) for c in clips])[:-1])
+
+    def rewards_window(self, window: np.ndarray, step: int, *, resize: bool = False, raw: bool = False) -> float:
+        """The reward of frame ``step`` from its window: uint8 ``(history + 1, H, W, 3)``, oldest first,
+        padded by repeating frame 0 while ``step < history``. Equals ``rewards(frames)[step]``."""
+        window = check_frames(window, self.image_size, resize, what="window")
+        if len(window) != self.history + 1:
+            raise UserError(f"window: expected history + 1 = {self.history + 1} frames, got {len(window)}")
+        if step < 0:
+            raise UserError(f"window: step must be >= 0, got {step}")
+        return float(self._finish(self._score_all(window[None], np.array([step])), raw)[0])
+
+    def fit_stats(self, expert_episodes: Iterable[Any], *, resize: bool = False,
+                  min_std: float | None = None) -> RewardStats:
+        """Measure the raw reward's mean and std on expert episodes, store them in ``self.stats``
+        (and so in the saved config) and return them."""
+        episodes = list(expert_episodes)
+        kwargs = {} if min_std is None else {"min_std": min_std}
+        self.stats = RewardStats.from_rewards(self.rewards_batch(episodes, resize=resize, raw=True), **kwargs)
+        return self.stats
+
+    def step_generator(self, step: int, device: torch.device | str | None = None) -> torch.Generator:
+        """A torch generator seeded from ``(sample_seed, step)`` only, for the randomness of one window."""
+        seed = int(np.random.SeedSequence([int(self.sample_seed), int(step)]).generate_state(1, np.uint64)[0] >> 1)
+        gen = torch.Generator(device=torch.device(device) if device is not None else self.device)
+        gen.manual_seed(seed)
+        return gen
+
+    # ---- artefacts -----------------------------------------------------------------------------
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """A flat dict ``"<module>.<name>" -> tensor`` of every module in :meth:`torch_modules`."""
+        out = {}
+        for name, module in self.torch_modules().items():
+            for key, value in module.state_dict().items():
+                out[f"{name}.{key}"] = value
+        return out
+
+    def load_state_tensors(self, tensors: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+        """Load :meth:`state_tensors` output strictly: a missing or unexpected tensor is an error."""
+        expected = set(self.state_tensors())
+        missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        if missing or unexpected:
+            raise UserError(f"{source}: does not match a {self.kind or type(self).__name__} reward model "
+                            f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        for name, module in self.torch_modules().items():
+            prefix = name + "."
+            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(part, strict=True)
+            except RuntimeError as exc:
+                raise UserError(f"{source}: cannot load {name!r} ({exc})") from None
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` (kind, config, stats) and ``model.safetensors`` to ``directory``."""
+        from diffusion_reward import __version__
+
+        if not self.kind:
+            raise TypeError(f"{type(self).__name__} is not registered; decorate it with @register_reward(kind)")
+        config = {"kind": self.kind, "format_version": ARTEFACT_FORMAT_VERSION, "package_version": __version__,
+                  "history": self.history, "image_size": self.image_size, "sample_seed": self.sample_seed,
+                  "stats": None if self.stats is None else self.stats.to_dict(), "config": self.config_dict()}
+        return save_artefact(directory, config, self.state_tensors())
+
+    @classmethod
+    def from_pretrained(cls: type[M], directory: str | os.PathLike, device: str | torch.device = "auto") -> M:
+        """Load a model written by :meth:`save_pretrained`. On ``RewardModel`` itself this dispatches
+        on the saved kind (like :func:`load_reward_model`); on a subclass the kind must match."""
+        directory = Path(directory)
+        meta = _read_config(directory)
+        if cls is RewardModel or not cls.kind:
+            return load_reward_model(directory, device)  # type: ignore[return-value]
+        if meta["kind"] != cls.kind:
+            raise UserError(f"{directory}: holds a {meta['kind']!r} reward model, not {cls.kind!r}; "
+                            "use load_reward_model() to load any kind")
+        if meta.get("format_version", 1) > ARTEFACT_FORMAT_VERSION:
+            raise UserError(f"{directory}: reward model format {meta['format_version']} is newer than this "
+                            f"package reads ({ARTEFACT_FORMAT_VERSION}); upgrade diffusion-reward")
+        try:
+            model = cls.from_config(meta.get("config") or {}, device=device)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{directory / CONFIG_NAME}: invalid {cls.kind!r} config ({exc})") from None
+        try:
+            tensors = load_tensors(directory / WEIGHTS_NAME, device="cpu")
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+        model.load_state_tensors(tensors, source=str(directory / WEIGHTS_NAME))
+        stats = meta.get("stats")
+        model.stats = None if stats is None else RewardStats.from_dict(stats)
+        model.sample_seed = int(meta.get("sample_seed", 0))
+        return model
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _score_all(self, windows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        parts = []
+        for start in range(0, len(windows), max(1, self.max_batch)):
+            chunk = slice(start, start + max(1, self.max_batch))
+            out = np.asarray(self.score_windows(windows[chunk], steps[chunk].astype(np.int64)), dtype=np.float32)
+            if out.shape != (len(windows[chunk]),):
+                raise RuntimeError(f"{type(self).__name__}.score_windows returned shape {out.shape}, "
+                                   f"expected ({len(windows[chunk])},)")
+            parts.append(out)
+        return np.concatenate(parts)
+
+    def _finish(self, raw_rewards: np.ndarray, raw: bool) -> np.ndarray:
+        if raw or self.stats is None:
+            return raw_rewards.astype(np.float32, copy=False)
+        return self.stats.standardize(raw_rewards)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(kind={self.kind!r}, history={self.history}, "
+                f"image_size={self.image_size}, device={str(self.device)!r}, stats={self.stats})")
+
+
+class OnlineRewardModel(RewardModel):
+    """A reward model that keeps learning during RL (RND, AMP).
+
+    Besides :meth:`rewards` on whole episodes, the RL loop calls :meth:`update` on every sampled
+    replay batch and :meth:`bonus` to compute the reward of that batch's next observations on
+    the fly, as the reference does. Single-frame: ``history = 0``.
+    """
+
+    history = 0
+
+    @property
+    def is_online(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    def update(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """Train on ``batch["next_obs"]`` (uint8 ``(B, 3, H, W)`` or ``(B, H, W, 3)``); returns metrics."""
+
+    @abc.abstractmethod
+    def bonus(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """Raw reward of a batch of uint8 observations as a float ``(B,)`` tensor on the model's device."""
+
+    def score_windows(self, windows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        frames = torch.from_numpy(np.ascontiguousarray(windows[:, -1]))
+        return self.bonus(frames).detach().cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+
+def register_reward(kind: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator: make ``kind`` (the ``"kind"`` in ``config.json``) load as this class."""
+    if not kind or not isinstance(kind, str):
+        raise ValueError("a reward kind is a non-empty string")
+
+    def decorate(cls: type[M]) -> type[M]:
+        if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
+            raise TypeError(f"@register_reward({kind!r}) needs a RewardModel subclass, got {cls!r}")
+        old = _REGISTRY.get(kind)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"reward kind {kind!r} is already registered to {old.__module__}.{old.__qualname__}")
+        cls.kind = kind
+        _REGISTRY[kind] = cls
+        return cls
+
+    return decorate
+
+
+def known_kinds() -> list[str]:
+    """Every kind that can be loaded here: the registered ones and the built-in modules installed."""
+    available = {k for k, module in BUILTIN_KINDS.items() if _module_exists(module)}
+    return sorted(available | set(_REGISTRY))
+
+
+def reward_class(kind: str) -> type[RewardModel]:
+    """The class registered for ``kind`` (importing its built-in module if needed)."""
+    if kind not in _REGISTRY and kind in BUILTIN_KINDS and _module_exists(BUILTIN_KINDS[kind]):
+        importlib.import_module(BUILTIN_KINDS[kind])
+    if kind not in _REGISTRY:
+        raise UserError(f"unknown reward kind {kind!r}; known kinds: {', '.join(known_kinds())}")
+    return _REGISTRY[kind]
+
+
+def load_reward_model(directory: str | os.PathLike, device: str | torch.device = "auto") -> RewardModel:
+    """Load any reward model saved with :meth:`RewardModel.save_pretrained`, by its ``kind``.
+
+    A missing directory, a directory without ``config.json``, or an unknown kind raise
+    :class:`UserError` naming the path and the known kinds.
+    """
+    directory = Path(directory)
+    meta = _read_config(directory)
+    try:
+        cls = reward_class(meta["kind"])
+    except UserError:
+        raise UserError(f"{directory / CONFIG_NAME}: unknown reward kind {meta['kind']!r}; "
+                        f"known kinds: {', '.join(known_kinds())}") from None
+    return cls.from_pretrained(directory, device=device)
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    kinds = ", ".join(known_kinds())
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such reward model directory (expected a folder with {CONFIG_NAME} "
+                        f"and {WEIGHTS_NAME} written by save_pretrained; known kinds: {kinds})")
+    path = directory / CONFIG_NAME
+    try:
+        meta = read_json(path)
+    except FileNotFoundError:
+        raise UserError(f"{directory}: not a reward model (no {CONFIG_NAME}); known kinds: {kinds}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
+        raise UserError(f"{path}: has no \"kind\" naming the reward model; known kinds: {kinds}")
+    return meta
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False

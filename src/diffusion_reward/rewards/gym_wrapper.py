@@ -1,0 +1,133 @@
+"""A Gymnasium wrapper that replaces (or supplements) an environment's reward with a learned one.
+
+:class:`LearnedRewardWrapper` works with any environment that shows pixels: an observation
+that is a uint8 image (``(H, W, 3)`` or channel-first ``(3, H, W)``), an image under a key of a
+dict observation (``frame_key``), or the output of ``env.render()`` (``use_render=True``, for
+environments created with ``render_mode="rgb_array"``). Observations pass through unchanged.
+
+It keeps the last ``history + 1`` frames (at reset, the reset frame repeated) and gives step
+``t`` the reward of frame ``t`` through
+:meth:`~diffusion_reward.rewards.base.RewardModel.rewards_window`, the same code path that
+:meth:`~diffusion_reward.rewards.base.RewardModel.rewards` runs over a whole episode: the
+rewards of an episode's steps equal ``reward_model.rewards(frames)[1:]`` (frame 0 is the reset
+frame; no step earns it). Stochastic models seed each step's randomness by its index, so the
+equality holds for them too.
+
+The step's ``info`` keeps the environment's reward in ``info["env_reward"]`` and the learned one
+in ``info["learned_reward"]``. The returned reward is the learned reward alone, or with ``mix``
+(a :class:`~diffusion_reward.rewards.combine.RewardMix`, or a method name such as
+``"diffusion"`` for its default) ``learned_weight * learned + env_weight * env_reward``, the
+weighted parts then also in ``info`` (``reward/model``, ``reward/sparse``, ``reward/total``).
+
+Online models (RND, AMP) are only *scored* here; nothing trains them inside the wrapper. A
+video-model reward scored step by step costs one model call per step; for training at scale,
+score whole episodes with ``rewards_batch`` in the RL loop instead.
+
+Using it with Stable-Baselines3 (``pip install "diffusion-reward[sb3]"``)::
+
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+    from diffusion_reward import load_reward_model
+    from diffusion_reward.rewards.gym_wrapper import LearnedRewardWrapper
+
+    reward_model = load_reward_model("runs/reward-diffusion", device="auto")
+    env = gym.make("Pendulum-v1", render_mode="rgb_array")
+    env = LearnedRewardWrapper(env, reward_model, use_render=True, resize=True, mix="diffusion")
+    agent = SAC("MlpPolicy", env, verbose=1)
+    agent.learn(total_timesteps=10_000)
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from diffusion_reward.errors import UserError
+from diffusion_reward.rewards.base import RewardModel
+from diffusion_reward.rewards.combine import RewardMix
+
+
+class LearnedRewardWrapper(gym.Wrapper):
+    """Give each step the reward model's reward for the frame it reached (see the module docstring)."""
+
+    def __init__(self, env: gym.Env, reward_model: RewardModel, frame_key: str | None = None,
+                 use_render: bool = False, mix: RewardMix | str | None = None, resize: bool = False):
+        super().__init__(env)
+        if use_render and frame_key is not None:
+            raise UserError("LearnedRewardWrapper: give frame_key or use_render, not both")
+        if use_render and getattr(env, "render_mode", None) != "rgb_array":
+            raise UserError(f"LearnedRewardWrapper: use_render needs an env made with render_mode='rgb_array', "
+                            f"got render_mode={getattr(env, 'render_mode', None)!r}")
+        self.reward_model = reward_model
+        self.frame_key = frame_key
+        self.use_render = use_render
+        self.resize = resize
+        self.mix = RewardMix.for_method(mix) if isinstance(mix, str) else mix
+        self._window: collections.deque[np.ndarray] = collections.deque(maxlen=reward_model.history + 1)
+        self._step: int | None = None
+        if not use_render:
+            self._check_space()
+
+    def _check_space(self) -> None:
+        space = self.env.observation_space
+        if isinstance(space, gym.spaces.Dict):
+            if self.frame_key is None or self.frame_key not in space.spaces:
+                raise UserError(f"LearnedRewardWrapper: dict observations need frame_key, one of "
+                                f"{sorted(space.spaces)}; got {self.frame_key!r}")
+            space = space.spaces[self.frame_key]
+        elif self.frame_key is not None:
+            raise UserError(f"LearnedRewardWrapper: frame_key={self.frame_key!r} given but observations are "
+                            f"not a dict ({type(space).__name__})")
+        shape = getattr(space, "shape", None)
+        if (not isinstance(space, gym.spaces.Box) or space.dtype != np.uint8 or shape is None
+                or len(shape) != 3 or 3 not in (shape[0], shape[-1])):
+            raise UserError(f"LearnedRewardWrapper: expected uint8 image observations (H, W, 3) or (3, H, W), "
+                            f"got {space}; pass frame_key= for a dict or use_render=True")
+
+    def _frame(self, obs: Any) -> np.ndarray:
+        if self.use_render:
+            image = self.env.render()
+        elif self.frame_key is not None:
+            image = obs[self.frame_key]
+        else:
+            image = obs
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3:
+            raise UserError(f"LearnedRewardWrapper: expected a uint8 image (H, W, 3) or (3, H, W), "
+                            f"got {image.dtype} {image.shape}")
+        size = self.reward_model.image_size
+        channel_first = image.shape[0] == 3 and (image.shape[-1] != 3 or (size is not None and image.shape[1:] == (size, size)))
+        if channel_first:
+            image = image.transpose(1, 2, 0)
+        elif image.shape[-1] != 3:
+            raise UserError(f"LearnedRewardWrapper: expected 3 colour channels, got image shape {image.shape}")
+        return np.array(image, dtype=np.uint8, copy=True)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        frame = self._frame(obs)
+        self._window.clear()
+        self._window.extend([frame] * self._window.maxlen)
+        self._step = 0
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._step is None:
+            raise UserError("LearnedRewardWrapper: call reset() before step()")
+        obs, env_reward, terminated, truncated, info = self.env.step(action)
+        self._window.append(self._frame(obs))
+        self._step += 1
+        learned = self.reward_model.rewards_window(np.stack(self._window), self._step, resize=self.resize)
+        info = dict(info)
+        info["env_reward"] = float(env_reward)
+        info["learned_reward"] = learned
+        if self.mix is None:
+            total = learned
+        else:
+            parts = self.mix(learned, env_reward)
+            info.update(parts)
+            total = parts["reward/total"]
+        return obs, float(total), terminated, truncated, info
