@@ -25,8 +25,8 @@ from diffusion_reward.envs.rendering import (  # noqa: I001
     RenderingUnavailable,
     RenderSettings,
 )
-from diffusion_reward.envs.tasks import SUITES, TaskSpec, all_tasks, resolve_suite, resolve_task
 from diffusion_reward.envs.task_env import TaskEnv
+from diffusion_reward.envs.tasks import SUITES, TaskSpec, all_tasks, resolve_suite, resolve_task
 from diffusion_reward.errors import UserError
 
 __all__ = [

@@ -6,14 +6,15 @@ A ``MUJOCO_GL`` set by the user is respected as is. Otherwise EGL is tried (an E
 is initialised through ``ctypes``, which also finds Mesa's software llvmpipe device on machines
 without a GPU), then OSMesa (its library is loaded); the choice is exported as ``MUJOCO_GL`` so
 worker processes inherit it. :data:`BACKEND` records the choice and the reason; ``doctor``
-prints it. When neither works, pixel observations raise :class:`RenderingUnavailable` with the fix,
-while ``pixels=False`` environments keep working.
+prints it. When nothing works (or ``MUJOCO_GL`` names an unknown backend, or a windowed one without
+a display), rendering is switched off so that ``mujoco`` still imports: pixel observations raise
+:class:`RenderingUnavailable` with the fix, while ``pixels=False`` environments keep working.
 
 Settings. :class:`RenderSettings` are the visual options that change pixels and speed (shadows,
 multisampling, reflections). They are recorded in dataset manifests, and expert videos and RL must
-use identical settings. ``RenderSettings.fast()`` (the default) turns shadows and multisampling
-off, about 7x faster than the simulator's own visuals with llvmpipe at 64x64;
-``RenderSettings.default()`` keeps the simulator's visuals.
+use identical settings. ``RenderSettings.fast()`` (the default) turns shadows, multisampling and
+reflections off, more than 10x faster than the simulator's own visuals with llvmpipe at 64x64
+(``benchmarks/env_throughput.py``); ``RenderSettings.default()`` keeps the simulator's visuals.
 
 Orientation. Some cameras are rolled upside down (MetaWorld's corner cameras have an image-up axis
 pointing at the floor). A frame whose camera up-vector has a negative world-z component is rotated
@@ -26,7 +27,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import ctypes.util
-import dataclasses
 import os
 import sys
 import weakref
@@ -49,15 +49,20 @@ class RenderingUnavailable(UserError):
 
 @dataclass(frozen=True)
 class RenderBackend:
-    """The OpenGL platform MuJoCo renders with, and why it was chosen."""
+    """The OpenGL platform MuJoCo renders with, why it was chosen, and what stops it, if anything."""
 
-    name: str  # "egl", "osmesa", "glfw", ... or "none" when nothing usable was found
+    name: str  # the MUJOCO_GL value in use: "egl", "osmesa", "glfw", ... ("disable" when none works)
     reason: str
     auto: bool  # True when chosen by probing rather than given through MUJOCO_GL
+    problem: str | None = None  # why rendering cannot work; None when it should
 
     @property
     def usable(self) -> bool:
-        return self.name not in ("none", "disable", "disabled", "off", "false", "0")
+        return self.problem is None
+
+
+_MUJOCO_GL_VALUES = ("egl", "osmesa", "glfw", "glx", "enable", "enabled", "on", "true", "1")
+_MUJOCO_GL_OFF = ("disable", "disabled", "off", "false", "0")
 
 
 def _egl_probe() -> str | None:
@@ -79,7 +84,7 @@ def _egl_probe() -> str | None:
                                    ctypes.c_void_p)(display_addr)
     count = ctypes.c_int(0)
     if not query(0, None, ctypes.byref(count)) or count.value < 1:
-        return "no EGL device found (install libegl-mesa0 for software rendering)"
+        return "no EGL device found (libegl-mesa0 provides a software one)"
     devices = (ctypes.c_void_p * count.value)()
     query(count.value, devices, ctypes.byref(count))
     lib.eglInitialize.restype = ctypes.c_uint
@@ -106,14 +111,27 @@ def _osmesa_probe() -> str | None:
     return None
 
 
+def _check_requested(name: str) -> str | None:
+    if name in _MUJOCO_GL_OFF:
+        return f"MUJOCO_GL={name} turns rendering off"
+    if name not in _MUJOCO_GL_VALUES:
+        return f"MUJOCO_GL={name!r} is not a MuJoCo backend (egl, osmesa, glfw)"
+    if name not in ("egl", "osmesa") and not os.environ.get("DISPLAY"):
+        return f"MUJOCO_GL={name} needs a display and DISPLAY is not set"
+    return None
+
+
 def _choose_backend() -> RenderBackend:
     requested = os.environ.get("MUJOCO_GL", "").strip().lower()
     if "mujoco" in sys.modules:
         name = requested or "glfw"
         return RenderBackend(name, f"mujoco was imported before diffusion_reward.envs, with MUJOCO_GL={requested!r}",
-                             auto=False)
+                             auto=False, problem=_check_requested(name))
     if requested:
-        return RenderBackend(requested, "MUJOCO_GL is set", auto=False)
+        problem = _check_requested(requested)
+        if problem is not None and requested not in _MUJOCO_GL_VALUES:
+            os.environ["MUJOCO_GL"] = "disable"  # mujoco refuses to import with an unknown value
+        return RenderBackend(requested, "MUJOCO_GL is set", auto=False, problem=problem)
     egl_problem = _egl_probe()
     if egl_problem is None:
         os.environ["MUJOCO_GL"] = "egl"
@@ -122,8 +140,9 @@ def _choose_backend() -> RenderBackend:
     if osmesa_problem is None:
         os.environ["MUJOCO_GL"] = "osmesa"
         return RenderBackend("osmesa", f"auto: EGL unusable ({egl_problem}); OSMesa loads", auto=True)
-    return RenderBackend("none", f"auto: EGL unusable ({egl_problem}) and OSMesa unusable ({osmesa_problem})",
-                         auto=True)
+    os.environ["MUJOCO_GL"] = "disable"
+    return RenderBackend("disable", "auto: no headless OpenGL found", auto=True,
+                         problem=f"EGL unusable ({egl_problem}) and OSMesa unusable ({osmesa_problem})")
 
 
 BACKEND: RenderBackend = _choose_backend()
@@ -192,7 +211,7 @@ def _register(renderer: "FrameRenderer") -> None:
 def require_backend() -> None:
     """Raise :class:`RenderingUnavailable` (one line, with the fix) when no backend is usable."""
     if not BACKEND.usable:
-        raise RenderingUnavailable(f"rendering is unavailable: {BACKEND.reason}; {RENDERING_FIX}")
+        raise RenderingUnavailable(f"rendering is unavailable: {BACKEND.problem}; {RENDERING_FIX}")
 
 
 class FrameRenderer:
