@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffusion_reward.errors import UserError
-from diffusion_reward.rewards import (RewardModel, check_frames, known_kinds, load_reward_model, make_windows,
+from diffusion_reward.rewards import (RewardModel, known_kinds, load_reward_model, make_windows,
                                       register_reward, resize_frames)
 from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS
 from diffusion_reward.rewards.amp import AMPReward

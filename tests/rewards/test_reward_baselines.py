@@ -13,6 +13,7 @@ from diffusion_reward.errors import UserError
 from diffusion_reward.rewards import load_reward_model
 from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS
 from diffusion_reward.rewards.amp import AMPReward, amp_reward_from_score
+from diffusion_reward.rewards.base import frames_to_model_input
 from diffusion_reward.rewards.motion import MotionReward
 from diffusion_reward.rewards.rnd import PRESETS as RND_PRESETS
 from diffusion_reward.rewards.rnd import RNDReward, RunningMeanStd
@@ -65,7 +66,6 @@ def test_rnd_reward_is_error_over_running_error_std(make_frames):
         metrics = model.update({"next_obs": frames})  # channel-last works too
     assert set(metrics) == {"reward/rnd_loss", "reward/rnd_error_std"}
     with torch.no_grad():
-        from diffusion_reward.rewards.base import frames_to_model_input
         errors = model.prediction_errors(frames_to_model_input(frames, SIZE))
     expected = errors / metrics["reward/rnd_error_std"]
     np.testing.assert_allclose(model.rewards(frames), expected.numpy(), rtol=1e-4)

@@ -19,7 +19,8 @@ One code path serves both uses: a model implements only :meth:`RewardModel.score
 (a batch of windows and their step indices -> raw rewards). :meth:`RewardModel.rewards` builds
 every window of an episode and scores them in batches; :meth:`RewardModel.rewards_window`
 scores the single window an environment wrapper keeps while the episode runs. Both give the same
-numbers. A stochastic model (one that samples, like the diffusion reward) keeps that equality by
+numbers (up to the float rounding by which a network's kernels differ between batch sizes). A
+stochastic model (one that samples, like the diffusion reward) keeps that equality by
 drawing the randomness of window ``j`` from :meth:`RewardModel.step_generator` (``j``), a
 generator seeded by ``(sample_seed, j)`` only, never from a generator shared across the batch.
 
@@ -247,19 +248,17 @@ class RewardModel(abc.ABC):
         before the start). Standardized with ``self.stats`` when set, unless ``raw``.
         """
         frames = check_frames(frames, self.image_size, resize)
-        raw_rewards = self._score_all(make_windows(frames, self.history), np.arange(len(frames)))
-        return self._finish(raw_rewards, raw)
+        return self._finish(self._score_clips([frames]), raw)
 
     def rewards_batch(self, episodes: Sequence[Any], *, resize: bool = False, raw: bool = False) -> list[np.ndarray]:
         """:meth:`rewards` of several episodes (arrays or :class:`~diffusion_reward.data.episodes.Episode`),
-        their windows scored together in batches of ``max_batch``; same numbers as one at a time."""
+        their windows scored together in batches of ``max_batch`` (built batch by batch, so memory
+        stays at one batch of windows); same numbers as one episode at a time."""
         clips = [check_frames(getattr(e, "frames", e), self.image_size, resize, what=f"episode {i}")
                  for i, e in enumerate(episodes)]
         if not clips:
             return []
-        windows = np.concatenate([make_windows(c, self.history) for c in clips])
-        steps = np.concatenate([np.arange(len(c)) for c in clips])
-        flat = self._finish(self._score_all(windows, steps), raw)
+        flat = self._finish(self._score_clips(clips), raw)
         return np.split(flat, np.cumsum([len(c) for c in clips])[:-1])
 
     def rewards_window(self, window: np.ndarray, step: int, *, resize: bool = False, raw: bool = False) -> float:
@@ -270,7 +269,7 @@ class RewardModel(abc.ABC):
             raise UserError(f"window: expected history + 1 = {self.history + 1} frames, got {len(window)}")
         if step < 0:
             raise UserError(f"window: step must be >= 0, got {step}")
-        return float(self._finish(self._score_all(window[None], np.array([step])), raw)[0])
+        return float(self._finish(self._score_checked(window[None], np.array([step])), raw)[0])
 
     def fit_stats(self, expert_episodes: Iterable[Any], *, resize: bool = False,
                   min_std: float | None = None) -> RewardStats:
@@ -314,7 +313,11 @@ class RewardModel(abc.ABC):
                 raise UserError(f"{source}: cannot load {name!r} ({exc})") from None
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` (kind, config, stats) and ``model.safetensors`` to ``directory``."""
+        """Write ``config.json`` and ``model.safetensors`` (:meth:`state_tensors`) to ``directory``.
+
+        ``config.json`` holds ``kind``, ``config`` (:meth:`config_dict`, from which the model is
+        rebuilt), ``stats``, ``sample_seed`` and, for people reading the file, ``history`` and
+        ``image_size``. Returns the directory."""
         from diffusion_reward import __version__
 
         if not self.kind:
@@ -354,16 +357,24 @@ class RewardModel(abc.ABC):
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _score_all(self, windows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    def _score_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        owners = np.concatenate([np.full(len(c), i) for i, c in enumerate(clips)])
+        steps = np.concatenate([np.arange(len(c)) for c in clips]).astype(np.int64)
+        offsets = np.arange(-self.history, 1)
+        batch = max(1, int(self.max_batch))
         parts = []
-        for start in range(0, len(windows), max(1, self.max_batch)):
-            chunk = slice(start, start + max(1, self.max_batch))
-            out = np.asarray(self.score_windows(windows[chunk], steps[chunk].astype(np.int64)), dtype=np.float32)
-            if out.shape != (len(windows[chunk]),):
-                raise RuntimeError(f"{type(self).__name__}.score_windows returned shape {out.shape}, "
-                                   f"expected ({len(windows[chunk])},)")
-            parts.append(out)
+        for start in range(0, len(steps), batch):
+            o, st = owners[start:start + batch], steps[start:start + batch]
+            windows = np.stack([clips[i][np.clip(j + offsets, 0, None)] for i, j in zip(o, st)])
+            parts.append(self._score_checked(windows, st))
         return np.concatenate(parts)
+
+    def _score_checked(self, windows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.score_windows(windows, steps), dtype=np.float32)
+        if out.shape != (len(windows),):
+            raise RuntimeError(f"{type(self).__name__}.score_windows returned shape {out.shape}, "
+                               f"expected ({len(windows)},)")
+        return out
 
     def _finish(self, raw_rewards: np.ndarray, raw: bool) -> np.ndarray:
         if raw or self.stats is None:
