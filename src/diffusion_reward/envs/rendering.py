@@ -2,7 +2,9 @@
 
 Backend. MuJoCo picks its OpenGL platform from ``MUJOCO_GL`` when ``mujoco`` is first imported,
 so this module decides before importing it (``diffusion_reward.envs`` imports this module first).
-A ``MUJOCO_GL`` set by the user is respected as is. Otherwise EGL is tried (an EGL device display
+A ``MUJOCO_GL`` set by the user is respected as is. (If ``mujoco`` was imported earlier without
+it, MuJoCo settled on GLFW, which needs a display; the probe below then swaps MuJoCo's context
+class for the chosen headless one, so import order does not matter.) Otherwise EGL is tried (an EGL device display
 is initialised through ``ctypes``, which also finds Mesa's software llvmpipe device on machines
 without a GPU), then OSMesa (its library is loaded); the choice is exported as ``MUJOCO_GL`` so
 worker processes inherit it. :data:`BACKEND` records the choice and the reason; ``doctor``
@@ -27,6 +29,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import ctypes.util
+import importlib
 import os
 import sys
 import weakref
@@ -121,27 +124,45 @@ def _check_requested(name: str) -> str | None:
     return None
 
 
+def _use(name: str, late: bool) -> str | None:
+    """Make ``name`` MuJoCo's backend: through ``MUJOCO_GL``, or by swapping the context class when
+    mujoco was already imported (it reads ``MUJOCO_GL`` only once). ``None`` on success."""
+    os.environ["MUJOCO_GL"] = name
+    if late:
+        try:
+            context = importlib.import_module(f"mujoco.{name}").GLContext
+        except Exception as exc:  # e.g. PYOPENGL_PLATFORM set to another platform
+            return f"mujoco.{name} does not import ({type(exc).__name__}: {exc})"
+        sys.modules["mujoco"].gl_context.GLContext = context
+    return None
+
+
 def _choose_backend() -> RenderBackend:
+    late = "mujoco" in sys.modules
     requested = os.environ.get("MUJOCO_GL", "").strip().lower()
-    if "mujoco" in sys.modules:
-        name = requested or "glfw"
-        return RenderBackend(name, f"mujoco was imported before diffusion_reward.envs, with MUJOCO_GL={requested!r}",
-                             auto=False, problem=_check_requested(name))
+    if late:  # what mujoco saw when it was imported is what counts
+        requested = getattr(sys.modules["mujoco"].gl_context, "_MUJOCO_GL", requested)
     if requested:
         problem = _check_requested(requested)
-        if problem is not None and requested not in _MUJOCO_GL_VALUES:
+        if problem is not None and requested not in _MUJOCO_GL_VALUES and not late:
             os.environ["MUJOCO_GL"] = "disable"  # mujoco refuses to import with an unknown value
         return RenderBackend(requested, "MUJOCO_GL is set", auto=False, problem=problem)
+    if late and os.environ.get("DISPLAY"):
+        return RenderBackend("glfw", "mujoco was imported first, without MUJOCO_GL, on a display", auto=False)
+    when = "auto (mujoco was imported first; its context was switched)" if late else "auto"
     egl_problem = _egl_probe()
     if egl_problem is None:
-        os.environ["MUJOCO_GL"] = "egl"
-        return RenderBackend("egl", "auto: an EGL device display initialises", auto=True)
+        egl_problem = _use("egl", late)
+        if egl_problem is None:
+            return RenderBackend("egl", f"{when}: an EGL device display initialises", auto=True)
     osmesa_problem = _osmesa_probe()
     if osmesa_problem is None:
-        os.environ["MUJOCO_GL"] = "osmesa"
-        return RenderBackend("osmesa", f"auto: EGL unusable ({egl_problem}); OSMesa loads", auto=True)
-    os.environ["MUJOCO_GL"] = "disable"
-    return RenderBackend("disable", "auto: no headless OpenGL found", auto=True,
+        osmesa_problem = _use("osmesa", late)
+        if osmesa_problem is None:
+            return RenderBackend("osmesa", f"{when}: EGL unusable ({egl_problem}); OSMesa loads", auto=True)
+    if not late:
+        os.environ["MUJOCO_GL"] = "disable"
+    return RenderBackend("disable", f"{when}: no headless OpenGL found", auto=True,
                          problem=f"EGL unusable ({egl_problem}) and OSMesa unusable ({osmesa_problem})")
 
 

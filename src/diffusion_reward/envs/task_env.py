@@ -64,6 +64,11 @@ class TaskEnv(gymnasium.Env):
                                            camera=self._camera_view, settings=self.render_settings)
         return self._renderer
 
+    @property
+    def renderer(self) -> FrameRenderer:
+        """The :class:`FrameRenderer` of this environment (made on first use when ``pixels=False``)."""
+        return self._make_renderer()
+
     def render_frame(self) -> np.ndarray:
         """The current state as an upright ``uint8 (H, W, 3)`` frame (the pixel observation, transposed)."""
         return self._make_renderer().render()
