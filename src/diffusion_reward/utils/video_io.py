@@ -235,13 +235,13 @@ def resize_center_crop(frames: np.ndarray, size: int | tuple[int, int]) -> np.nd
     _, h, w, _ = frames.shape
     if (h, w) == (out_h, out_w):
         return frames[0] if single else frames
-    # The largest window of the target aspect ratio that fits, centred (floating-point box).
+    # The largest window of the target aspect ratio that fits, centred, in whole pixels; it is cut
+    # out first so that the resampling filter never reaches past it into the cropped-away border.
     scale = min(w / out_w, h / out_h)
-    crop_w, crop_h = out_w * scale, out_h * scale
-    left, top = (w - crop_w) / 2.0, (h - crop_h) / 2.0
-    box = (left, top, left + crop_w, top + crop_h)
+    crop_w, crop_h = min(w, max(1, round(out_w * scale))), min(h, max(1, round(out_h * scale)))
+    left, top = (w - crop_w) // 2, (h - crop_h) // 2
     out = np.empty((len(frames), out_h, out_w, 3), np.uint8)
     for i, frame in enumerate(frames):
-        img = Image.fromarray(frame)
-        out[i] = np.asarray(img.resize((out_w, out_h), resample=Image.Resampling.LANCZOS, box=box))
+        img = Image.fromarray(np.ascontiguousarray(frame[top:top + crop_h, left:left + crop_w]))
+        out[i] = np.asarray(img.resize((out_w, out_h), resample=Image.Resampling.LANCZOS))
     return out[0] if single else out
