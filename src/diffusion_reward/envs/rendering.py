@@ -124,10 +124,19 @@ def _check_requested(name: str) -> str | None:
     return None
 
 
+def _align_pyopengl(name: str) -> None:
+    # MuJoCo's EGL and OSMesa modules refuse to import when PYOPENGL_PLATFORM names the other one
+    # (a parent process that rendered with EGL exports PYOPENGL_PLATFORM=egl to its children).
+    if name in ("egl", "osmesa") and "OpenGL" not in sys.modules:
+        if os.environ.get("PYOPENGL_PLATFORM", name).lower() != name:
+            os.environ["PYOPENGL_PLATFORM"] = name
+
+
 def _use(name: str, late: bool) -> str | None:
     """Make ``name`` MuJoCo's backend: through ``MUJOCO_GL``, or by swapping the context class when
     mujoco was already imported (it reads ``MUJOCO_GL`` only once). ``None`` on success."""
     os.environ["MUJOCO_GL"] = name
+    _align_pyopengl(name)
     if late:
         try:
             context = importlib.import_module(f"mujoco.{name}").GLContext
@@ -146,6 +155,8 @@ def _choose_backend() -> RenderBackend:
         problem = _check_requested(requested)
         if problem is not None and requested not in _MUJOCO_GL_VALUES and not late:
             os.environ["MUJOCO_GL"] = "disable"  # mujoco refuses to import with an unknown value
+        if not late:
+            _align_pyopengl(requested)
         return RenderBackend(requested, "MUJOCO_GL is set", auto=False, problem=problem)
     if late and os.environ.get("DISPLAY"):
         return RenderBackend("glfw", "mujoco was imported first, without MUJOCO_GL, on a display", auto=False)
