@@ -21,9 +21,9 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Check this machine: library versions, the MuJoCo rendering backend and its step+render speed "
-        "(fast vs default visuals), the torch device and threads, and whether bf16 matmuls beat fp32. "
-        "Exits with status 2 and a one-line fix when rendering cannot work.")
+        "Check this machine: library versions, the MuJoCo rendering backend and its step+render\n"
+        "speed (fast vs default visuals), the torch device and threads, and whether bf16 matmuls\n"
+        "beat fp32. Exits with status 2 and a one-line fix when rendering cannot work.")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
     parser.add_argument("--task", default="door-open-v3",
                         help="task whose step+render speed is measured (default: door-open-v3)")
