@@ -1,0 +1,300 @@
+"""The conditional VQ-Diffusion network: predicts a frame's codes from noisy codes and previous frames.
+
+Input: the ``N = grid * grid`` (64) codes of the next frame at diffusion time ``t``, each in
+``{0..K-1}`` or the mask ``K``; and the codes of the ``k`` previous frames (the condition).
+Output: logits over the ``K`` codes of the clean frame, per position.
+
+Network. The condition's codes get trainable code, position and frame-index embeddings and
+pass through a small transformer encoder (the reference release froze this embedding and gave
+it no position or frame information; we do neither). The content stream is a stack of blocks,
+each: self-attention over the 64 content tokens, cross-attention to the encoded condition,
+and a convolutional MLP (3x3 convolutions on the 8x8 grid, hidden ``mlp_ratio`` x width); the
+time enters the two attention sublayers through adaptive LayerNorm.
+
+Inference. The condition's cross-attention keys and values depend only on the condition, so
+:meth:`VQDiffusion.encode_condition` computes them once per window and every denoising step
+reuses them (exactly: the same tensors, not an approximation). Many windows go through as one
+batch; ``amp=True`` runs the network under bf16 autocast (the diffusion arithmetic stays fp32).
+
+The diffusion process itself (schedule, posteriors, bound, sampler) lives in
+:mod:`diffusion_reward.models.video.schedule`; all bounds are in nats per frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffusion_reward.config import option
+from diffusion_reward.models.video.artefact import VideoModelArtefact
+from diffusion_reward.models.video.layers import Attention, EncoderLayer, KeyValue, init_weights
+from diffusion_reward.models.video.schedule import MaskReplaceDiffusion, TimestepSampler, diffusion_loss
+from diffusion_reward.utils.device import autocast
+
+
+@dataclasses.dataclass(frozen=True)
+class VQDiffusionConfig:
+    """Architecture and diffusion settings of a conditional VQ-Diffusion model."""
+
+    codebook_size: int = option(1024, "K, the codec's number of codes (the mask token is index K)")
+    grid: int = option(8, "codes per side of one frame's token grid (8 for 64x64 frames)")
+    cond_frames: int = option(2, "k, the number of previous frames the next frame is conditioned on")
+    frame_skip: int = option(1, "frames between consecutive frames of a window (1: adjacent frames)")
+    width: int = option(128, "width of the content transformer")
+    depth: int = option(16, "number of content blocks (self-attention, cross-attention, conv MLP)")
+    heads: int = option(16, "attention heads of the content blocks")
+    mlp_ratio: int = option(2, "hidden channels of the conv MLP, as a multiple of the width")
+    cond_width: int = option(512, "width of the condition encoder (the cross-attention keys/values come from it)")
+    cond_depth: int = option(1, "transformer layers of the condition encoder")
+    cond_heads: int = option(8, "attention heads of the condition encoder")
+    num_steps: int = option(100, "diffusion steps T")
+    keep_start: float = option(0.99999, "cumulative keep probability at t = 0")
+    keep_end: float = option(0.000009, "cumulative keep probability at t = T-1")
+    mask_start: float = option(0.000009, "cumulative mask probability at t = 0")
+    mask_end: float = option(0.99999, "cumulative mask probability at t = T-1")
+    aux_weight: float = option(1e-3, "weight of the auxiliary x0 cross-entropy loss")
+    adaptive_aux: bool = option(True, "scale the auxiliary loss by (2 - t/T): more weight at low noise")
+    importance_sampling: bool = option(True, "sample training times by the running loss (else uniformly)")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid * self.grid
+
+    def __post_init__(self) -> None:
+        for name in ("codebook_size", "grid", "cond_frames", "frame_skip", "width", "depth", "heads",
+                     "mlp_ratio", "cond_width", "cond_depth", "cond_heads", "num_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"VQDiffusionConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+PRESETS: dict[str, VQDiffusionConfig] = {
+    "tiny": VQDiffusionConfig(width=32, depth=2, heads=2, cond_width=32, cond_depth=1, cond_heads=2),
+    "small": VQDiffusionConfig(width=128, depth=8, heads=8, cond_width=128, cond_depth=1, cond_heads=8),
+    "paper": VQDiffusionConfig(),
+}
+
+
+class AdaLayerNorm(nn.Module):
+    """LayerNorm whose scale and shift are functions of the diffusion time's embedding."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.modulation = nn.Linear(width, 2 * width)
+
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.modulation(F.silu(time_emb)).unsqueeze(1).chunk(2, dim=-1)
+        return self.norm(x) * (1 + scale) + shift
+
+
+class ConvMLP(nn.Module):
+    """Two 3x3 convolutions over the token grid: mixes each token with its spatial neighbours."""
+
+    def __init__(self, width: int, ratio: int, grid: int):
+        super().__init__()
+        self.grid = grid
+        self.conv1 = nn.Conv2d(width, ratio * width, 3, padding=1)
+        self.conv2 = nn.Conv2d(ratio * width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        h = x.transpose(1, 2).reshape(b, c, self.grid, self.grid)
+        h = self.conv2(F.gelu(self.conv1(h), approximate="tanh"))
+        return h.flatten(2).transpose(1, 2)
+
+
+class ContentBlock(nn.Module):
+    """Self-attention, cross-attention to the condition, conv MLP; time through adaptive LayerNorm."""
+
+    def __init__(self, cfg: VQDiffusionConfig):
+        super().__init__()
+        self.norm_self = AdaLayerNorm(cfg.width)
+        self.self_attn = Attention(cfg.width, cfg.heads)
+        self.norm_cross = AdaLayerNorm(cfg.width)
+        self.cross_attn = Attention(cfg.width, cfg.heads, kv_width=cfg.cond_width)
+        self.norm_mlp = nn.LayerNorm(cfg.width)
+        self.mlp = ConvMLP(cfg.width, cfg.mlp_ratio, cfg.grid)
+
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor, cond_kv: KeyValue) -> torch.Tensor:
+        x = x + self.self_attn(self.norm_self(x, time_emb))
+        x = x + self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class ConditionEncoder(nn.Module):
+    """Codes of ``k`` frames -> ``(B, k * N, cond_width)`` features with code, position and frame embeddings."""
+
+    def __init__(self, cfg: VQDiffusionConfig):
+        super().__init__()
+        self.code = nn.Embedding(cfg.codebook_size, cfg.cond_width)
+        self.position = nn.Embedding(cfg.num_tokens, cfg.cond_width)
+        self.frame = nn.Embedding(cfg.cond_frames, cfg.cond_width)
+        self.layers = nn.ModuleList(EncoderLayer(cfg.cond_width, cfg.cond_heads) for _ in range(cfg.cond_depth))
+        self.norm = nn.LayerNorm(cfg.cond_width)
+
+    def forward(self, cond_tokens: torch.Tensor) -> torch.Tensor:
+        b, k, h, w = cond_tokens.shape
+        x = self.code(cond_tokens.reshape(b, k, h * w))
+        x = x + self.position.weight[None, None] + self.frame.weight[None, :, None]
+        x = x.reshape(b, k * h * w, -1)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+@dataclasses.dataclass
+class ConditionCache:
+    """The cross-attention keys and values of every block for a batch of conditions."""
+
+    kv: list[KeyValue]
+
+    @property
+    def batch_size(self) -> int:
+        return self.kv[0][0].shape[0]
+
+    def repeat_interleave(self, repeats: int) -> "ConditionCache":
+        """Each condition ``repeats`` times in a row (several samples per window without re-encoding)."""
+        return ConditionCache([(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in self.kv])
+
+
+class VQDiffusion(VideoModelArtefact):
+    """Conditional discrete diffusion over a frame's codec tokens given previous frames' tokens.
+
+    Shapes: condition codes ``(B, k, grid, grid)``; frame codes ``(B, grid, grid)``; both long
+    in ``[0, K)``. See the module docstring for the architecture.
+    """
+
+    kind = "vqdiffusion"
+    config_class = VQDiffusionConfig
+
+    def __init__(self, config: VQDiffusionConfig):
+        super().__init__()
+        self.config = config
+        self.codec = None
+        self.extra = {}
+        cfg = config
+        self.diffusion = MaskReplaceDiffusion(cfg.codebook_size, cfg.num_steps, cfg.keep_start, cfg.keep_end,
+                                              cfg.mask_start, cfg.mask_end)
+        self.timestep_sampler = TimestepSampler(cfg.num_steps, importance=cfg.importance_sampling)
+        self.condition = ConditionEncoder(cfg)
+        self.code = nn.Embedding(cfg.codebook_size + 1, cfg.width)
+        self.position = nn.Embedding(cfg.num_tokens, cfg.width)
+        self.time = nn.Embedding(cfg.num_steps, cfg.width)
+        self.blocks = nn.ModuleList(ContentBlock(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(cfg.width)
+        self.head = nn.Linear(cfg.width, cfg.codebook_size)
+        init_weights(self, cfg.depth)
+
+    # ------------------------------------------------------------------ network
+    def check_tokens(self, tokens: torch.Tensor, name: str, frames: int | None) -> None:
+        """Raise ``ValueError`` unless ``tokens`` are codes of shape (B, [frames,] grid, grid) in [0, K)."""
+        g, K = self.config.grid, self.config.codebook_size
+        want = (frames, g, g) if frames is not None else (g, g)
+        if tokens.dtype != torch.long or tuple(tokens.shape[1:]) != want:
+            raise ValueError(f"{name} must be long codes of shape (B, {', '.join(map(str, want))}), "
+                             f"got {tokens.dtype} {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= K):
+            raise ValueError(f"{name} must be codes in [0, {K}), got values in "
+                             f"[{int(tokens.min())}, {int(tokens.max())}]")
+
+    def encode_condition(self, cond_tokens: torch.Tensor) -> ConditionCache:
+        """Encode the condition once: every block's cross-attention keys and values."""
+        self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
+        context = self.condition(cond_tokens)
+        return ConditionCache([block.cross_attn.keys_values(context) for block in self.blocks])
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | ConditionCache) -> torch.Tensor:
+        """Logits ``(B, N, K)`` of the clean codes given noisy codes ``x_t`` (B, N) in [0, K] at times
+        ``t`` (B,) and the condition: its codes (B, k, grid, grid) or an :class:`ConditionCache`."""
+        cache = cond if isinstance(cond, ConditionCache) else self.encode_condition(cond)
+        positions = self.position.weight[: x_t.shape[1]]
+        x = self.code(x_t) + positions
+        time_emb = self.time(t)
+        for block, kv in zip(self.blocks, cache.kv):
+            x = block(x, time_emb, kv)
+        return self.head(self.norm(x))
+
+    def _predictor(self, cond: torch.Tensor | ConditionCache, amp: bool):
+        device = self.head.weight.device
+
+        def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with autocast(device, amp):
+                logits = self(x_t, t, cond)
+            return logits.float().log_softmax(-1)
+
+        return predict
+
+    # ------------------------------------------------------------------ training
+    def training_loss(self, cond_tokens: torch.Tensor, target_tokens: torch.Tensor,
+                      generator: torch.Generator | None = None,
+                      net: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training objective on a batch of windows, in nats per token, and metrics.
+
+        ``net`` is the module to call for the forward pass (a DistributedDataParallel wrapper of
+        this model; default: the model itself). See :func:`schedule.diffusion_loss`.
+        """
+        self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
+        self.check_tokens(target_tokens, "target_tokens", None)
+        net = self if net is None else net
+
+        def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return net(x_t, t, cond_tokens)
+
+        return diffusion_loss(self.diffusion, predict, target_tokens.flatten(1), self.timestep_sampler, generator,
+                              self.config.aux_weight, self.config.adaptive_aux)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def sample(self, cond_tokens: torch.Tensor, stride: int = 10, generator: torch.Generator | None = None,
+               gumbel: bool = True, amp: bool = False,
+               use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample the next frame's codes and score the sample: ``(tokens (B, grid, grid), elbo (B,))``.
+
+        Starts from all-mask at ``t = T-1`` and denoises with the given stride (``T-1,
+        T-1-stride, ..., 0``: 11 network evaluations for T=100, stride 10), drawing ``x0`` with
+        Gumbel noise (``gumbel=False``: argmax) and then the posterior. ``elbo`` is the model's
+        variational lower bound of its own final sample, in **nats per frame**: the
+        log-probability of the sample at the last step minus the KL terms along the chain. Its
+        mean over samples estimates ``-H(next frame | condition)``, the entropy reward.
+        Deterministic given ``generator`` (which must live on the model's device).
+        ``use_cache=False`` re-encodes the condition at every step (same result, slower).
+        """
+        cond_tokens = cond_tokens.to(self.head.weight.device)
+        with autocast(cond_tokens.device, amp):
+            cond = self.encode_condition(cond_tokens) if use_cache else cond_tokens
+        self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
+        b, g = cond_tokens.shape[0], self.config.grid
+        tokens, elbo = self.diffusion.sample(self._predictor(cond, amp), (b, g * g), cond_tokens.device,
+                                             stride, generator, gumbel)
+        return tokens.view(b, g, g), elbo
+
+    @torch.no_grad()
+    def log_likelihood_bound(self, cond_tokens: torch.Tensor, target_tokens: torch.Tensor, stride: int = 10,
+                             generator: torch.Generator | None = None, amp: bool = False) -> torch.Tensor:
+        """A lower bound on ``log p(target | condition)``, in **nats per frame**, shape (B,).
+
+        The observed target codes (B, grid, grid) are forward-noised along the strided chain and
+        the bound sums the reconstruction log-likelihood and the negative KL terms (one network
+        evaluation per visited time; the condition is encoded once). The condition holds only
+        the previous frames, never the target. One-sample estimate: deterministic given
+        ``generator``; average several calls for a tighter estimate.
+        """
+        device = self.head.weight.device
+        cond_tokens, target_tokens = cond_tokens.to(device), target_tokens.to(device)
+        self.check_tokens(target_tokens, "target_tokens", None)
+        if target_tokens.shape[0] != cond_tokens.shape[0]:
+            raise ValueError(f"{cond_tokens.shape[0]} conditions but {target_tokens.shape[0]} targets")
+        with autocast(device, amp):
+            cache = self.encode_condition(cond_tokens)
+        return self.diffusion.bound(self._predictor(cache, amp), target_tokens.flatten(1), stride, generator)
+
+
+def build(preset: Literal["tiny", "small", "paper"] | str = "small", **overrides) -> VQDiffusion:
+    """A fresh model from a named preset with optional field overrides (``codebook_size=...``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    return VQDiffusion(dataclasses.replace(PRESETS[preset], **overrides))
