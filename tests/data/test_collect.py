@@ -160,6 +160,7 @@ def test_suite_and_test_fraction_plan(tmp_path):
 
 def test_policy_names():
     assert canonical_policy_name("noisy:0.30") == "noisy:0.3"
+    assert canonical_policy_name("noisy:1") == canonical_policy_name("noisy:1.0") == "noisy:1.0"
     assert parse_policy("random").kind == "random"
     for bad in ("noisy:-1", "noisy:x", "greedy"):
         with pytest.raises(UserError):

@@ -32,7 +32,9 @@ Speed. ``workers`` processes (default: one per core) each keep their environment
 software renderer (Mesa llvmpipe) spreads its work over every core by default, which oversubscribes
 the machine when several workers render at once, so each worker gets ``LP_NUM_THREADS`` = its fair
 share of the cores (and one OpenMP/PyTorch thread) before its renderer is created. With one worker
-the collection runs in the calling process with the renderer's defaults.
+the collection runs in the calling process with the renderer's defaults. Workers are started with
+``spawn`` (no OpenGL state is inherited), so a script that calls :func:`collect` with several
+workers needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -73,17 +75,18 @@ class CollectConfig:
     test_episodes: int = option(0, "test episodes per task and policy (held out; seeds distinct from train)")
     test_fraction: float | None = option(None, "instead of --test-episodes: the fraction of --episodes that is "
                                                "test, rounded to whole episodes")
-    keep_failed: bool = option(False, "keep expert episodes that never succeed (default: keep successful ones "
-                                      "only, retrying with new seeds); random/noisy episodes are always kept")
+    keep_failed: bool = option(False, "keep expert episodes that never succeed (otherwise only successful ones "
+                                      "are kept and failed ones retried with new seeds); random/noisy episodes "
+                                      "are always kept")
     max_attempts: int = option(5, "seeds tried per expert episode before it is reported as failed and left out")
-    stop_on_success: int | None = option(None, "end an episode this many agent steps after its first success "
-                                               "(default: run the full horizon, as the paper's fixed-length episodes)")
-    max_steps: int | None = option(None, "episode horizon in agent steps (default: the task's: 100 for MetaWorld)")
+    stop_on_success: int | None = option(None, "end an episode this many agent steps after its first success; "
+                                               "None runs the full horizon, as the paper's fixed-length episodes")
+    max_steps: int | None = option(None, "episode horizon in agent steps; None: the task's (100 for MetaWorld)")
     image_size: int = option(64, "side of the square rendered frames, in pixels")
-    camera: str | None = option(None, "camera to render from (default: the task's: corner2 for MetaWorld)")
+    camera: str | None = option(None, "camera to render from; None: the task's (corner2 for MetaWorld)")
     action_repeat: int = option(2, "simulator steps per agent step (the paper's 2); must match RL")
     seed: int = option(0, "base seed; episode seeds derive from it (see the data.collect docs)")
-    workers: int | None = option(None, "worker processes (default: one per CPU core); 1 runs in this process")
+    workers: int | None = option(None, "worker processes; None: one per CPU core; 1 runs in this process")
 
     def tasks(self) -> list[str]:
         """The canonical task names, suites expanded, duplicates dropped, order kept."""
@@ -379,6 +382,8 @@ class CollectReport:
         for (task, policy), s in sorted(self.stats.items()):
             lines.append(f"{task:22s} {policy:10s} {s['train']:5d} {s['test']:5d} {s['failed']:6d} "
                          f"{s['attempts']:8d} {100 * self.success_rate(task, policy):7.1f}%")
+        if not self.stats:
+            return f"nothing to collect: all {self.already_present} episodes are already in the dataset"
         lines.append(f"{self.frames} frames in {self.seconds:.1f} s with {self.workers} worker(s): "
                      f"{self.frames_per_second:.1f} frames/s"
                      + (f"; {self.already_present} episodes were already in the dataset" if self.already_present

@@ -34,7 +34,7 @@ class PolicySpec:
 
     @property
     def name(self) -> str:
-        return f"noisy:{self.std:g}" if self.kind == "noisy" else self.kind
+        return f"noisy:{self.std!r}" if self.kind == "noisy" else self.kind  # noisy:1.0, noisy:0.3
 
     @property
     def needs_expert(self) -> bool:
@@ -58,7 +58,7 @@ def parse_policy(name: str) -> PolicySpec:
 
 
 def canonical_policy_name(name: str) -> str:
-    """The name stored in the manifest (``noisy:0.30`` -> ``noisy:0.3``)."""
+    """The name stored in the manifest (``noisy:0.30`` -> ``noisy:0.3``, ``noisy:1`` -> ``noisy:1.0``)."""
     return parse_policy(name).name
 
 
