@@ -97,6 +97,22 @@ def test_sampling_gives_codes_and_a_finite_deterministic_bound():
     assert (-elbo).mean() > 0.5 * 64 * math.log(K)
 
 
+def test_one_generator_per_window_makes_results_independent_of_the_batch():
+    model = tiny().eval()
+    cond, target = window(3)
+    gens = lambda: [torch.Generator().manual_seed(100 + i) for i in range(3)]  # noqa: E731
+    tokens, elbo = model.sample(cond, generator=gens())
+    bound = model.log_likelihood_bound(cond, target, generator=gens())
+    for i in range(3):
+        alone_tokens, alone_elbo = model.sample(cond[i:i + 1], generator=[gens()[i]])
+        assert torch.equal(alone_tokens[0], tokens[i])
+        torch.testing.assert_close(alone_elbo[0], elbo[i], rtol=1e-4, atol=1e-3)
+        alone = model.log_likelihood_bound(cond[i:i + 1], target[i:i + 1], generator=[gens()[i]])
+        torch.testing.assert_close(alone[0], bound[i], rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="generators"):
+        model.sample(cond, generator=gens()[:2])
+
+
 def test_likelihood_bound_is_finite_deterministic_and_batch_independent():
     model = tiny().eval()
     cond, target = window(4)

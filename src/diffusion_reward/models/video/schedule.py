@@ -28,7 +28,7 @@ frame's tokens); divide by ``num_tokens * ln 2`` for bits per token (:func:`nats
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,29 @@ LOG_ZERO = -70.0
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``predict(x_t (B, N) long, t (B,) long) -> log p_theta(x_start | x_t)``, float ``(B, N, K)``."""
+
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""Randomness for a batch: one generator for all rows, or one per row (then row ``i``'s draws come
+from ``generator[i]`` alone, so its result does not depend on what else is in the batch)."""
+
+
+def uniform(shape: tuple[int, ...], generator: Generators, device: torch.device | str) -> torch.Tensor:
+    """``U[0, 1)`` float32 draws of ``shape``; with one generator per row, row ``i`` uses ``generator[i]``."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.rand(shape[1:], generator=g, device=g.device) for g in generator]).to(device)
+
+
+def randint(high: int, shape: tuple[int, ...], generator: Generators, device: torch.device | str) -> torch.Tensor:
+    """Integers in ``[0, high)`` of ``shape``, drawn like :func:`uniform`."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randint(0, high, shape, generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.randint(0, high, shape[1:], generator=g, device=g.device) for g in generator]).to(device)
 
 
 def nats_to_bits_per_token(nats: torch.Tensor | float, num_tokens: int) -> torch.Tensor | float:
@@ -55,12 +78,11 @@ def categorical_kl(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
     return (log_q.exp() * (log_q - log_p)).sum(-1)
 
 
-def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator | None = None,
-                       gumbel: bool = True) -> torch.Tensor:
+def sample_categorical(log_probs: torch.Tensor, generator: Generators = None, gumbel: bool = True) -> torch.Tensor:
     """One draw per row of ``log_probs`` (..., C) by the Gumbel-max trick; ``gumbel=False`` takes the argmax."""
     if not gumbel:
         return log_probs.argmax(-1)
-    u = torch.rand(log_probs.shape, generator=generator, device=log_probs.device, dtype=torch.float32)
+    u = uniform(tuple(log_probs.shape), generator, log_probs.device)
     tiny = torch.finfo(torch.float32).tiny
     noise = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
     return (log_probs.float() + noise).argmax(-1)
@@ -161,20 +183,20 @@ class MaskReplaceDiffusion(nn.Module):
         return self.jump_log_probs(x_start, -1, t)
 
     def sample_jump(self, x_from: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: Generators = None) -> torch.Tensor:
         """Draw ``x_t ~ q(x_t | x_s = x_from)`` (``s = -1``: from clean data); masked tokens stay masked."""
         self._check_times(s, t)
         K = self.num_classes
         p_r = self._coef(self.p_replace, s, t, x_from)
         p_m = self._coef(self.p_mask, s, t, x_from)
-        u = torch.rand(x_from.shape, generator=generator, device=x_from.device)
-        random_code = torch.randint(0, K, x_from.shape, generator=generator, device=x_from.device)
+        u = uniform(tuple(x_from.shape), generator, x_from.device)
+        random_code = randint(K, tuple(x_from.shape), generator, x_from.device)
         out = torch.where(u < p_m + K * p_r, random_code, x_from)
         out = torch.where(u < p_m, torch.full_like(x_from, K), out)
         return torch.where(x_from == K, x_from, out)
 
     def sample_marginal(self, x_start: torch.Tensor, t: torch.Tensor | int,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+                        generator: Generators = None) -> torch.Tensor:
         """Draw ``x_t ~ q(x_t | x_start)``."""
         return self.sample_jump(x_start, -1, t, generator)
 
@@ -258,7 +280,7 @@ class MaskReplaceDiffusion(nn.Module):
     # ---------------------------------------------------------------- bound, sampling
     @torch.no_grad()
     def bound(self, predict: Predictor, x_start: torch.Tensor, stride: int = 10,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: Generators = None) -> torch.Tensor:
         """A one-sample estimate of the variational lower bound on ``log p(x_start)``, nats per frame (B,).
 
         The clean tokens ``x_start`` (B, N) are forward-noised along the strided chain
@@ -282,7 +304,7 @@ class MaskReplaceDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, predict: Predictor, shape: tuple[int, int], device: torch.device | str = "cpu",
-               stride: int = 10, generator: torch.Generator | None = None,
+               stride: int = 10, generator: Generators = None,
                gumbel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoise from all-mask and score the result: ``(tokens (B, N) long, bound (B,) nats)``.
 

@@ -20,7 +20,7 @@ from torch import nn
 from diffusion_reward.config import option
 from diffusion_reward.models.video.artefact import VideoModelArtefact
 from diffusion_reward.models.video.layers import MLP, Attention, KeyValue, init_weights
-from diffusion_reward.models.video.schedule import nats_to_bits_per_token, sample_categorical
+from diffusion_reward.models.video.schedule import Generators, nats_to_bits_per_token, sample_categorical
 from diffusion_reward.utils.device import autocast
 
 
@@ -163,7 +163,7 @@ class VideoGPT(VideoModelArtefact):
         return log_probs.gather(-1, seq[:, -n:, None]).squeeze(-1).sum(1)
 
     @torch.no_grad()
-    def sample(self, cond_tokens: torch.Tensor, generator: torch.Generator | None = None,
+    def sample(self, cond_tokens: torch.Tensor, generator: Generators = None,
                temperature: float = 1.0, top_k: int | None = None,
                amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the next frame code by code: ``(tokens (B, grid, grid), log_prob (B,))``.
@@ -171,7 +171,7 @@ class VideoGPT(VideoModelArtefact):
         ``log_prob`` is the model's log-probability of the drawn frame (nats per frame, at
         temperature 1 and without top-k, whatever was used to draw). Keys and values of earlier
         positions are cached, so each new code costs one single-position pass. Deterministic
-        given ``generator``.
+        given ``generator`` (one for the batch, or one per window).
         """
         device = self.head.weight.device
         cond_tokens = cond_tokens.to(device)

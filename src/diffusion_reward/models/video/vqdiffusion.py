@@ -32,7 +32,7 @@ from torch import nn
 from diffusion_reward.config import option
 from diffusion_reward.models.video.artefact import VideoModelArtefact
 from diffusion_reward.models.video.layers import Attention, EncoderLayer, KeyValue, init_weights
-from diffusion_reward.models.video.schedule import MaskReplaceDiffusion, TimestepSampler, diffusion_loss
+from diffusion_reward.models.video.schedule import Generators, MaskReplaceDiffusion, TimestepSampler, diffusion_loss
 from diffusion_reward.utils.device import autocast
 
 
@@ -249,7 +249,7 @@ class VQDiffusion(VideoModelArtefact):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def sample(self, cond_tokens: torch.Tensor, stride: int = 10, generator: torch.Generator | None = None,
+    def sample(self, cond_tokens: torch.Tensor, stride: int = 10, generator: Generators = None,
                gumbel: bool = True, amp: bool = False,
                use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample the next frame's codes and score the sample: ``(tokens (B, grid, grid), elbo (B,))``.
@@ -260,7 +260,9 @@ class VQDiffusion(VideoModelArtefact):
         variational lower bound of its own final sample, in **nats per frame**: the
         log-probability of the sample at the last step minus the KL terms along the chain. Its
         mean over samples estimates ``-H(next frame | condition)``, the entropy reward.
-        Deterministic given ``generator`` (which must live on the model's device).
+        Deterministic given ``generator``: one ``torch.Generator`` for the batch, or a sequence of
+        one per window (then each window's draws come from its own generator, so its result does
+        not depend on the rest of the batch up to floating-point rounding).
         ``use_cache=False`` re-encodes the condition at every step (same result, slower).
         """
         cond_tokens = cond_tokens.to(self.head.weight.device)
@@ -274,14 +276,15 @@ class VQDiffusion(VideoModelArtefact):
 
     @torch.no_grad()
     def log_likelihood_bound(self, cond_tokens: torch.Tensor, target_tokens: torch.Tensor, stride: int = 10,
-                             generator: torch.Generator | None = None, amp: bool = False) -> torch.Tensor:
+                             generator: Generators = None, amp: bool = False) -> torch.Tensor:
         """A lower bound on ``log p(target | condition)``, in **nats per frame**, shape (B,).
 
         The observed target codes (B, grid, grid) are forward-noised along the strided chain and
         the bound sums the reconstruction log-likelihood and the negative KL terms (one network
         evaluation per visited time; the condition is encoded once). The condition holds only
         the previous frames, never the target. One-sample estimate: deterministic given
-        ``generator``; average several calls for a tighter estimate.
+        ``generator`` (one for the batch or one per window, as in :meth:`sample`); average
+        several calls for a tighter estimate.
         """
         device = self.head.weight.device
         cond_tokens, target_tokens = cond_tokens.to(device), target_tokens.to(device)
