@@ -44,9 +44,9 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("obs_type", ["pixels", "state"])
-def test_update_changes_every_network_and_reports_finite_metrics(obs_type):
-    agent = make_agent(obs_type)
+@pytest.mark.parametrize("obs_type,bf16", [("pixels", False), ("state", False), ("pixels", True)])
+def test_update_changes_every_network_and_reports_finite_metrics(obs_type, bf16):
+    agent = make_agent(obs_type, bf16=bf16)
     before = {name: snapshot(m) for name, m in agent._modules().items()}
     metrics = agent.update(make_batch(obs_type), step=50)
     expected = {"train/critic_loss", "train/critic_q1", "train/actor_loss", "train/actor_entropy",

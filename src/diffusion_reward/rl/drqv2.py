@@ -335,14 +335,18 @@ class DrQV2Agent:
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         self._step(critic_loss, ["critic", "encoder"])
 
-        with amp():
-            dist = self.actor(h.detach(), std)
-            policy_action = dist.sample(clip=cfg.stddev_clip, generator=self.generator)
-            pq1, pq2 = self.critic(h.detach(), policy_action)
-        actor_loss = -torch.min(pq1, pq2).mean()
-        self._step(actor_loss, ["actor"])
-        # The actor's backward also reaches the critic's weights; the critic step above has
-        # already used its own gradients, and they are cleared before the next critic step.
+        # The actor's loss needs gradients through the critic to the action, not for the
+        # critic's weights: freezing them skips that part of the backward pass.
+        self.critic.requires_grad_(False)
+        try:
+            with amp():
+                dist = self.actor(h.detach(), std)
+                policy_action = dist.sample(clip=cfg.stddev_clip, generator=self.generator)
+                pq1, pq2 = self.critic(h.detach(), policy_action)
+            actor_loss = -torch.min(pq1, pq2).mean()
+            self._step(actor_loss, ["actor"])
+        finally:
+            self.critic.requires_grad_(True)
 
         self._soft_update_target()
         with torch.no_grad():
