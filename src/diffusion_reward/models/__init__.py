@@ -33,8 +33,9 @@ class PretrainedModel(nn.Module):
     """An ``nn.Module`` with a config dataclass that round-trips through an artefact directory.
 
     Subclasses set ``config_class`` and ``model_type`` and take the config as the only argument
-    of ``__init__``. ``config.json`` holds ``{"model_type", "format_version", "config", ...}``;
-    extra JSON-ready facts (training metrics, dataset names) can ride along via ``extra``.
+    of ``__init__``. ``config.json`` holds ``{"model_type", "format_version", "config", "extra"}``;
+    ``extra`` is free-form JSON (training metrics, dataset names), available as ``model.extra``
+    after loading.
     """
 
     config_class: ClassVar[type]
@@ -45,11 +46,12 @@ class PretrainedModel(nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+        self.extra: dict[str, Any] = {}
 
     def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (every parameter and persistent buffer)."""
         meta = {"model_type": self.model_type, "format_version": ARTEFACT_FORMAT_VERSION,
-                "config": to_dict(self.config), **(extra or {})}
+                "config": to_dict(self.config), "extra": extra or {}}
         return save_artefact(directory, meta, self.state_dict())
 
     @classmethod
@@ -73,6 +75,7 @@ class PretrainedModel(nn.Module):
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtefactError(f"{directory}/config.json: bad model config ({exc})") from None
         model = cls(config)
+        model.extra = meta.get("extra", {})
         try:
             model.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:

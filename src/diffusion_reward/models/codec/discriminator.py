@@ -5,6 +5,10 @@ The reference design: a 4x4 stride-2 convolution with ``base_channels`` filters,
 convolution and a 1-channel output convolution; BatchNorm and LeakyReLU(0.2) in between.
 With 3 layers and 64 base filters it has about 2.8M parameters and sees 70x70-pixel patches
 (on a 64x64 frame: a 6x6 grid of logits).
+
+BatchNorm always normalises with the statistics of the batch at hand and keeps no running
+averages: the discriminator only ever runs in training, and without running buffers the
+processes of a distributed run cannot drift apart.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ class PatchDiscriminator(nn.Module):
         for i in range(1, num_layers + 1):
             stride = 2 if i < num_layers else 1
             out = base_channels * min(2 ** i, 8)
-            layers += [nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out),
+            layers += [nn.Conv2d(width, out, 4, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out, track_running_stats=False),
                        nn.LeakyReLU(0.2)]
             width = out
         layers.append(nn.Conv2d(width, 1, 4, stride=1, padding=1))

@@ -1,0 +1,302 @@
+"""Training the VQ-GAN codec: the loss recipe (:class:`CodecTask`) and :func:`train_codec`.
+
+Loss of the codec (generator) step::
+
+    L = |x - x_hat|_1 + lpips_weight * LPIPS(x, x_hat) + codebook + beta * commitment
+        + [step >= disc_start] * gan_weight * lambda * (-D(x_hat))
+    lambda = ||grad L_rec|| / (||grad L_gan|| + 1e-4) at the decoder's last layer
+
+then one discriminator step on the hinge loss of ``D(x)`` and ``D(x_hat.detach())`` (the
+discriminator's loss never reaches the codec). :func:`train_codec` reads the episode
+datasets, trains through the shared :class:`~diffusion_reward.train.trainer.Trainer`, and
+writes the artefact directory: ``config.json`` + ``model.safetensors`` (load with
+``VQGAN.from_pretrained``), ``metrics.json`` (PSNR on train and held-out frames, codebook usage
+and perplexity) and ``reconstructions.png`` (held-out originals above their reconstructions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from diffusion_reward.config import option, to_dict
+from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset
+from diffusion_reward.models.codec.discriminator import PatchDiscriminator
+from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_discriminator_loss,
+                                                  hinge_generator_loss, l1_loss)
+from diffusion_reward.models.codec.lpips import LPIPS, find_lpips_weights, load_lpips
+from diffusion_reward.models.codec.vqgan import PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr
+from diffusion_reward.train.data import FrameDataset, load_frames
+from diffusion_reward.train.trainer import OptimizerSpec, Trainer, TrainerConfig, TrainTask
+from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json
+from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.seeding import seed_everything
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecTrainConfig:
+    """The codec's losses and optimisers (the network is a :class:`CodecConfig`)."""
+
+    lr: float = option(1e-4, "Adam learning rate of the codec")
+    disc_lr: float = option(0.0, "Adam learning rate of the discriminator (0: same as --lr)")
+    betas: tuple[float, ...] = option((0.5, 0.9), "Adam betas of both optimisers")
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps")
+    grad_clip: float = option(0.0, "clip the codec's gradient norm to this (0: no clipping)")
+    disc_start: int = option(1000, "step at which the PatchGAN loss and discriminator training switch on")
+    gan_weight: float = option(0.1, "factor on the adaptive GAN weight (0: no discriminator at all)")
+    disc_layers: int = option(3, "PatchGAN discriminator: strided convolution layers")
+    disc_channels: int = option(64, "PatchGAN discriminator: filters of the first layer")
+    lpips_weight: float = option(0.1, "weight of the LPIPS perceptual loss (used only when its weights are found)")
+    lpips_vgg: str = option("", "VGG16 ImageNet weights for LPIPS (torch hub layout, features.* keys); "
+                                "default: <torch hub dir>/checkpoints/vgg16-397923af.pth")
+    lpips_lin: str = option("", "LPIPS linear-layer weights for VGG (v0.1, lin0..lin4 keys); default: "
+                                "<torch hub dir>/checkpoints/lpips_vgg.pth or the lpips package's copy")
+    eval_frames: int = option(2048, "frames per split (train, test) for the final PSNR and codebook statistics")
+    grid_frames: int = option(8, "held-out frames shown in reconstructions.png")
+
+
+# Training defaults per preset: (codec losses/optimisers, trainer settings). The small preset
+# is sized to train in about 5 minutes on two CPU cores.
+TRAIN_PRESETS: dict[str, tuple[CodecTrainConfig, TrainerConfig]] = {
+    "tiny": (CodecTrainConfig(lr=1e-3, disc_start=150, eval_frames=256),
+             TrainerConfig(steps=200, batch_size=16, log_every=10, checkpoint_every=100)),
+    "small": (CodecTrainConfig(lr=1e-3, disc_start=1000),
+              TrainerConfig(steps=1500, batch_size=32, log_every=25, checkpoint_every=500)),
+    "paper": (CodecTrainConfig(), TrainerConfig(steps=100_000, batch_size=32, log_every=50, checkpoint_every=2000)),
+}
+
+
+def build_lpips(cfg: CodecTrainConfig) -> LPIPS | None:
+    """The LPIPS network when its weights are found (loaded strictly), else ``None`` and one log line."""
+    if cfg.lpips_weight <= 0:
+        return None
+    vgg, lin = find_lpips_weights(cfg.lpips_vgg, cfg.lpips_lin)
+    if vgg is None or lin is None:
+        from diffusion_reward.models.codec.lpips import default_locations
+
+        vggs, lins = default_locations()
+        missing = [f"VGG16 weights ({vggs[0]})"] if vgg is None else []
+        missing += [f"LPIPS linear weights ({' or '.join(map(str, lins))})"] if lin is None else []
+        get_logger().info(f"LPIPS perceptual loss OFF: no {' and no '.join(missing)}; "
+                          "give --lpips-vgg and --lpips-lin to switch it on")
+        return None
+    model = load_lpips(vgg, lin)
+    get_logger().info(f"LPIPS perceptual loss on (weight {cfg.lpips_weight}): {vgg} + {lin}")
+    return model
+
+
+class CodecTask(TrainTask):
+    """The VQ-GAN recipe for :class:`Trainer`: modules ``model`` (the :class:`VQGAN`) and ``discriminator``."""
+
+    def __init__(self, model: VQGAN, cfg: CodecTrainConfig, lpips: LPIPS | None = None,
+                 eval_frames: np.ndarray | None = None):
+        self.cfg, self.lpips = cfg, lpips
+        self.modules: dict[str, torch.nn.Module] = {"model": model}
+        if cfg.gan_weight > 0:
+            self.modules["discriminator"] = PatchDiscriminator(cfg.disc_layers, cfg.disc_channels)
+        self.eval_frames = eval_frames
+
+    def optimizers(self) -> list[OptimizerSpec]:
+        c = self.cfg
+        betas = (float(c.betas[0]), float(c.betas[1]))
+        specs = [OptimizerSpec("model", ("model",), lr=c.lr, betas=betas, warmup_steps=c.warmup_steps,
+                               grad_clip=c.grad_clip)]
+        if "discriminator" in self.modules:
+            specs.append(OptimizerSpec("discriminator", ("discriminator",), lr=c.disc_lr or c.lr, betas=betas,
+                                       warmup_steps=c.warmup_steps))
+        return specs
+
+    def config_dict(self) -> dict[str, Any]:
+        model: VQGAN = self.modules["model"]  # type: ignore[assignment]
+        return {"model": to_dict(model.config), "train": to_dict(self.cfg), "lpips": self.lpips is not None}
+
+    def training_step(self, trainer: Trainer, x: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        cfg = self.cfg
+        raw: VQGAN = trainer.raw("model")  # type: ignore[assignment]
+        with trainer.autocast():
+            rec, q = trainer.module("model")(x)
+        rec = rec.float()
+        l1 = l1_loss(x, rec)
+        rec_loss = l1
+        out: dict[str, torch.Tensor | float] = {}
+        if self.lpips is not None:
+            self.lpips.to(x.device)
+            with trainer.autocast():
+                perceptual = self.lpips(x, rec).mean()
+            rec_loss = rec_loss + cfg.lpips_weight * perceptual.float()
+            out["lpips"] = perceptual.detach()
+        loss = rec_loss + q.loss
+        gan_on = "discriminator" in self.modules and trainer.step >= cfg.disc_start
+        if gan_on:
+            # the raw discriminator: its gradients here are discarded, no DDP synchronisation needed
+            with trainer.autocast():
+                logits_fake = trainer.raw("discriminator")(rec)
+            g_loss = hinge_generator_loss(logits_fake)
+            weight = adaptive_gan_weight(rec_loss, g_loss, raw.last_layer) * cfg.gan_weight
+            loss = loss + weight * g_loss
+            out.update(g_loss=g_loss.detach(), gan_weight=weight)
+        trainer.optimize("model", loss)
+        if gan_on:
+            with trainer.autocast():
+                logits = trainer.module("discriminator")(torch.cat([x, rec.detach()]))
+            real, fake = logits.float().split(len(x))
+            d_loss = hinge_discriminator_loss(real, fake)
+            trainer.optimize("discriminator", d_loss)
+            out.update(d_loss=d_loss.detach(), logits_real=real.detach().mean(), logits_fake=fake.detach().mean())
+        with torch.no_grad():
+            batch_psnr = psnr(x, rec).mean()
+        out.update(loss=loss.detach(), l1=l1.detach(), psnr=batch_psnr, codebook_loss=q.loss.detach(),
+                   perplexity=q.perplexity, usage=q.usage, revived=float(q.revived))
+        # the progress bar shows the first three entries
+        return {k: out[k] for k in ("loss", "psnr", "usage")} | {k: v for k, v in out.items()
+                                                                  if k not in ("loss", "psnr", "usage")}
+
+    def evaluate(self, trainer: Trainer) -> dict[str, float]:
+        if self.eval_frames is None or len(self.eval_frames) == 0:
+            return {}
+        return evaluate_codec(trainer.raw("model"), self.eval_frames)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def evaluate_codec(model: VQGAN, frames: np.ndarray, batch_size: int = 256) -> dict[str, float]:
+    """PSNR (dB, mean over frames), codebook usage (fraction of codes used) and perplexity on ``frames``."""
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(model.config.codebook_size, dtype=torch.float64)
+    total_psnr, n = 0.0, 0
+    for i in range(0, len(frames), batch_size):
+        x = frames_to_tensor(frames[i:i + batch_size]).to(model.device)
+        rec, q = model(x)
+        total_psnr += float(psnr(x, rec).sum())
+        n += len(x)
+        counts += torch.bincount(q.indices.flatten().cpu(), minlength=model.config.codebook_size).double()
+    model.train(was_training)
+    probs = counts / counts.sum().clamp_min(1)
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
+    return {"psnr": total_psnr / max(n, 1), "codebook_usage": float((counts > 0).double().mean()),
+            "perplexity": float(entropy.exp()), "frames": float(n)}
+
+
+def reconstruction_grid(model: VQGAN, frames: np.ndarray, scale: int = 2) -> np.ndarray:
+    """``uint8`` image: originals in the top row, their reconstructions below, scaled ``scale`` times."""
+    from diffusion_reward.models.codec.vqgan import tensor_to_frames
+
+    model.eval()
+    with torch.no_grad():
+        rec = tensor_to_frames(model(frames_to_tensor(frames).to(model.device))[0])
+    grid = np.concatenate([np.concatenate(list(frames), 1), np.concatenate(list(rec), 1)], 0)
+    return grid.repeat(scale, 0).repeat(scale, 1)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+@dataclasses.dataclass
+class CodecResult:
+    """What :func:`train_codec` produced (on rank 0; other processes get ``metrics = {}``)."""
+
+    artefact: Path
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def _evenly(n: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(int))
+
+
+def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
+                preset: str = "small", model_config: CodecConfig | None = None,
+                train_config: CodecTrainConfig | None = None, trainer_config: TrainerConfig | None = None
+                ) -> CodecResult:
+    """Train a codec on the ``split=train`` frames of ``data`` and write its artefact directory.
+
+    ``model_config`` / ``train_config`` / ``trainer_config`` default to the ``preset``'s; the run
+    directory defaults to ``runs/codec-<preset>`` and the artefact to ``<run dir>/model``. The
+    held-out (``split=test``) frames give the held-out PSNR and the reconstruction grid.
+    """
+    log = get_logger()
+    if preset not in PRESETS:
+        raise ValueError(f"unknown codec preset {preset!r}; choose from {sorted(PRESETS)}")
+    model_config = model_config or PRESETS[preset]
+    preset_train, preset_trainer = TRAIN_PRESETS[preset]
+    train_config = train_config or preset_train
+    trainer_config = trainer_config or preset_trainer
+    if not trainer_config.run_dir:
+        trainer_config = dataclasses.replace(trainer_config, run_dir=f"runs/codec-{preset}")
+    run_dir = Path(trainer_config.run_dir)
+    out = Path(out) if out is not None else run_dir / "model"
+
+    t_start = time.perf_counter()
+    dataset = data if isinstance(data, EpisodeDataset) else load_dataset(data)
+    train_frames = load_frames(dataset, split="train")
+    size = model_config.image_size
+    if train_frames.shape[1:3] != (size, size):
+        raise DatasetError(f"{', '.join(map(str, dataset.roots))}: frames are {train_frames.shape[2]}x"
+                           f"{train_frames.shape[1]}, the codec expects {size}x{size} (--image-size)")
+    test_entries = dataset.select(split="test")
+    test_frames = load_frames(test_entries, split="test") if len(test_entries) else None
+    if test_frames is None:
+        log.warning("no split=test episodes: held-out PSNR is skipped and the grid shows training frames")
+    log.info(f"codec {preset}: {len(train_frames)} training frames from {len(dataset.select(split='train'))} "
+             f"episodes, {0 if test_frames is None else len(test_frames)} held-out frames "
+             f"(loaded in {time.perf_counter() - t_start:.1f}s)")
+    rng = np.random.default_rng(trainer_config.seed)
+    held_out = test_frames if test_frames is not None else train_frames
+    periodic = held_out[np.sort(rng.choice(len(held_out), min(256, len(held_out)), replace=False))]
+
+    seed_everything(trainer_config.seed)
+    model = VQGAN(model_config)
+    task = CodecTask(model, train_config, lpips=build_lpips(train_config), eval_frames=periodic)
+    log.info(f"codec {preset}: {model.num_parameters() / 1e6:.2f}M parameters, {model_config.token_grid}x"
+             f"{model_config.token_grid} tokens, codebook {model_config.codebook_size} x {model_config.codebook_dim}; "
+             f"{trainer_config.steps} steps of batch {trainer_config.batch_size}, "
+             f"{'bf16' if trainer_config.bf16 else 'fp32'}")
+    metrics: dict[str, Any] = {}
+    with Trainer(task, FrameDataset(train_frames), trainer_config) as trainer:
+        trainer.fit()
+        if trainer.is_main:
+            t_eval = time.perf_counter()
+            with trainer.ema_weights():
+                for split, frames in (("train", train_frames), ("test", test_frames)):
+                    if frames is None:
+                        continue
+                    pick = np.sort(rng.choice(len(frames), min(train_config.eval_frames, len(frames)), replace=False))
+                    for k, v in evaluate_codec(model, frames[pick]).items():
+                        metrics[f"{split}/{k}"] = v
+                grid = reconstruction_grid(model, held_out[_evenly(len(held_out), train_config.grid_frames)])
+            writer = MetricsWriter(run_dir, tensorboard=trainer_config.tensorboard)
+            writer.log(trainer.step, {f"final/{k.replace('/', '_')}": v for k, v in metrics.items()})
+            writer.close()
+            metrics.update({"steps": trainer.step, "wall_time_s": time.perf_counter() - t_start,
+                            "eval_time_s": time.perf_counter() - t_eval, "preset": preset,
+                            "parameters": model.num_parameters(), "precision": "bf16" if trainer_config.bf16 else "fp32",
+                            "train_frames": len(train_frames),
+                            "test_frames": 0 if test_frames is None else len(test_frames),
+                            "datasets": [str(r) for r in dataset.roots], "run_dir": str(run_dir)})
+        trainer.export(out, extra={"metrics": metrics} if metrics else None)
+        if trainer.is_main:
+            atomic_write_json(out / "metrics.json", metrics)
+            save_png(out / "reconstructions.png", grid)
+    return CodecResult(artefact=out, run_dir=run_dir, metrics=metrics)
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """The headline numbers of a codec run, one line."""
+    parts = []
+    for split in ("train", "test"):
+        if f"{split}/psnr" in metrics:
+            parts.append(f"{split}: PSNR {metrics[f'{split}/psnr']:.2f} dB, codebook usage "
+                         f"{100 * metrics[f'{split}/codebook_usage']:.1f}%, perplexity {metrics[f'{split}/perplexity']:.0f}")
+    if "wall_time_s" in metrics:
+        parts.append(f"{metrics['steps']} steps in {metrics['wall_time_s']:.0f}s")
+    return "; ".join(parts)
