@@ -1,0 +1,119 @@
+"""What the two video-model rewards (Diffusion Reward and VIPER) share: codec + video model in one artefact.
+
+Both turn a window of frames into codec tokens and ask a conditional video model about the
+next frame; they differ only in the question. This base class holds the codec and the video
+model, tokenises windows (each distinct frame of a batch once), saves both networks' configs
+and weights into the reward model's own artefact directory (so a reward model directory is
+self-contained: nothing else needs to be kept next to it), and picks the condition frames out of
+a window.
+
+Windows: with ``k`` condition frames ``frame_skip`` apart,
+
+- ``score="next"`` (the entropy reward): reward ``j`` asks about the frame after ``j`` given the
+  frames ending at ``j`` (``j - (k-1) s, ..., j``), so ``history = (k-1) s``;
+- ``score="observed"`` (likelihood rewards, VIPER): reward ``j`` scores the observed frame
+  ``j`` given ``j - k s, ..., j - s``: the target is never part of its own condition, so
+  ``history = k s``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffusion_reward.config import from_dict, to_dict
+from diffusion_reward.errors import UserError
+from diffusion_reward.models.codec import CodecConfig, VQGAN
+from diffusion_reward.rewards.base import RewardModel
+from diffusion_reward.utils.checkpoint import CONFIG_NAME, read_json
+from diffusion_reward.utils.device import autocast
+
+
+class VideoModelReward(RewardModel):
+    """A reward computed by a codec + conditional video model pair (see the module docstring)."""
+
+    #: Which frame a window's reward is about: the unseen ``"next"`` one or the ``"observed"`` last one.
+    score: str = "next"
+
+    def __init__(self, codec: VQGAN, video: torch.nn.Module, bf16: bool = False, batch_size: int = 64,
+                 device: str | torch.device = "auto"):
+        super().__init__(device)
+        vcfg = video.config
+        if vcfg.codebook_size != codec.config.codebook_size:
+            raise UserError(f"video model expects {vcfg.codebook_size} codes but the codec has "
+                            f"{codec.config.codebook_size}: they were not trained together")
+        if getattr(vcfg, "grid", codec.config.token_grid) != codec.config.token_grid:
+            raise UserError(f"video model expects a {vcfg.grid}x{vcfg.grid} token grid but the codec makes "
+                            f"{codec.config.token_grid}x{codec.config.token_grid}")
+        self.codec = codec.to(self.device).eval()
+        self.video = video.to(self.device).eval()
+        self.bf16 = bool(bf16)
+        self.max_batch = int(batch_size)
+        self.image_size = codec.config.image_size
+        self.cond_frames, self.frame_skip = int(vcfg.cond_frames), int(getattr(vcfg, "frame_skip", 1))
+        k, s = self.cond_frames, self.frame_skip
+        self.history = (k - 1) * s if self.score == "next" else k * s
+
+    # ---- tokens and windows ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def window_tokens(self, windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 windows ``(N, history+1, H, W, 3)`` -> condition tokens ``(N, k, g, g)`` and, for
+        ``score="observed"``, the target tokens ``(N, g, g)`` (else ``None``)."""
+        n, length = windows.shape[:2]
+        s = self.frame_skip
+        if self.score == "next":
+            cond_pos, target_pos = list(range(0, length, s)), None
+        else:
+            cond_pos, target_pos = list(range(0, length - 1, s)), length - 1
+        used = cond_pos + ([target_pos] if target_pos is not None else [])
+        frames = windows[:, used].reshape(-1, *windows.shape[2:])
+        # Windows overlap (and the first ones repeat frame 0): encode each distinct frame once.
+        flat = frames.reshape(len(frames), -1)
+        uniq, inverse = np.unique(flat, axis=0, return_inverse=True)
+        with autocast(self.device, self.bf16):
+            codes = self.codec.encode_frames(uniq.reshape(-1, *frames.shape[1:]))
+        tokens = codes[torch.from_numpy(inverse.reshape(-1))].view(n, len(used), *codes.shape[1:])
+        cond = tokens[:, : len(cond_pos)].to(self.device)
+        target = tokens[:, -1].to(self.device) if target_pos is not None else None
+        return cond, target
+
+    def generators(self, steps: np.ndarray) -> list[torch.Generator]:
+        """One generator per window, seeded by its step only (see ``RewardModel.step_generator``)."""
+        return [self.step_generator(int(j)) for j in steps]
+
+    # ---- artefacts ------------------------------------------------------------------------------
+
+    def torch_modules(self) -> dict[str, torch.nn.Module]:
+        return {"codec": self.codec, "video": self.video}
+
+    def networks_config(self) -> dict[str, Any]:
+        return {"codec": to_dict(self.codec.config), "video": to_dict(self.video.config),
+                "video_kind": self.video.kind, "video_codec": getattr(self.video, "codec", None)}
+
+    @staticmethod
+    def build_networks(config: dict[str, Any], video_class: type) -> tuple[VQGAN, torch.nn.Module]:
+        codec = VQGAN(from_dict(CodecConfig, config["codec"]))
+        video = video_class(from_dict(video_class.config_class, config["video"]))
+        video.codec = config.get("video_codec")
+        return codec, video
+
+
+def resolve_codec_dir(video_dir: str | os.PathLike, codec_dir: str | os.PathLike | None = None) -> Path:
+    """The codec directory to use with a video model: ``codec_dir`` if given, else the one it recorded."""
+    if codec_dir is not None:
+        return Path(codec_dir)
+    path = Path(video_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise UserError(f"{video_dir}: not a video model directory (no {CONFIG_NAME})")
+    recorded = (read_json(path).get("codec") or {}).get("path")
+    if not recorded:
+        raise UserError(f"{video_dir}: records no codec; pass the codec directory it was trained with (--codec)")
+    if not Path(recorded).is_dir():
+        raise UserError(f"{video_dir}: was trained with the codec at {recorded}, which is gone; "
+                        "pass its new location with --codec")
+    return Path(recorded)

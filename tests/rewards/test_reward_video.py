@@ -1,0 +1,113 @@
+"""Diffusion Reward and VIPER on tiny untrained networks: the contract, windows, determinism, artefacts."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_reward.errors import UserError
+from diffusion_reward.models.codec import VQGAN
+from diffusion_reward.models.codec.vqgan import PRESETS as CODEC_PRESETS
+from diffusion_reward.models.video import videogpt, vqdiffusion
+from diffusion_reward.rewards import load_reward_model
+from diffusion_reward.rewards.diffusion import DiffusionReward, DiffusionRewardConfig
+from diffusion_reward.rewards.viper import ViperReward
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(CODEC_PRESETS["tiny"], image_size=16)
+    return VQGAN(cfg).eval()
+
+
+def _vqd(codec, **kw):
+    torch.manual_seed(1)
+    return vqdiffusion.build("tiny", codebook_size=codec.config.codebook_size, grid=codec.config.token_grid, **kw)
+
+
+def _frames(t=6, size=16, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (t, size, size, 3), dtype=np.uint8)
+
+
+def _diffusion(codec, variant="entropy", **kw):
+    return DiffusionReward(codec, _vqd(codec), DiffusionRewardConfig(variant=variant, bf16=False, **kw), device="cpu")
+
+
+def test_history_follows_the_paper_windows(codec):
+    assert _diffusion(codec, "entropy").history == 1      # condition on (j-1, j), score the next frame
+    assert _diffusion(codec, "likelihood").history == 2   # score frame j given (j-2, j-1)
+    torch.manual_seed(1)
+    skip = vqdiffusion.build("tiny", codebook_size=codec.config.codebook_size, grid=codec.config.token_grid,
+                             frame_skip=2)
+    assert DiffusionReward(codec, skip, DiffusionRewardConfig(variant="likelihood", bf16=False), "cpu").history == 4
+
+
+@pytest.mark.parametrize("variant", ["entropy", "likelihood"])
+def test_rewards_are_deterministic_and_equal_step_by_step(codec, variant):
+    model = _diffusion(codec, variant)
+    frames = _frames()
+    r = model.rewards(frames)
+    assert r.shape == (6,) and r.dtype == np.float32 and np.all(np.isfinite(r))
+    np.testing.assert_array_equal(r, model.rewards(frames))
+    h = model.history
+    for j in range(len(frames)):
+        idx = np.clip(np.arange(j - h, j + 1), 0, None)
+        assert model.rewards_window(frames[idx], j) == pytest.approx(r[j], rel=1e-4, abs=1e-3)
+    model.sample_seed = 5
+    assert not np.array_equal(model.rewards(frames), r)
+
+
+def test_likelihood_never_conditions_on_its_target(codec):
+    model = _diffusion(codec, "likelihood")
+    windows = np.stack([_frames(3, seed=1)])
+    cond, target = model.window_tokens(windows)
+    direct = codec.encode_frames(windows[0])
+    assert torch.equal(cond[0], direct[:2]) and torch.equal(target[0], direct[2])
+
+
+def test_more_samples_average_the_estimate(codec):
+    one, four = _diffusion(codec, num_samples=1), _diffusion(codec, num_samples=4)
+    frames = _frames(4)
+    assert not np.allclose(one.rewards(frames), four.rewards(frames))
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "viper"])
+def test_save_load_round_trip_is_self_contained(codec, kind, tmp_path):
+    if kind == "diffusion":
+        model = _diffusion(codec, "likelihood")
+    else:
+        torch.manual_seed(2)
+        gpt = videogpt.VideoGPT(dataclasses.replace(videogpt.PRESETS["tiny"], codebook_size=codec.config.codebook_size,
+                                                    grid=codec.config.token_grid))
+        model = ViperReward(codec, gpt, device="cpu")
+    model.fit_stats([_frames(5, seed=s) for s in range(3)])
+    frames = _frames(seed=9)
+    expected = model.rewards(frames)
+    assert abs(float(np.mean(model.rewards(_frames(5, seed=0))))) < 3
+    model.save_pretrained(tmp_path / "reward")
+    loaded = load_reward_model(tmp_path / "reward", device="cpu")
+    assert type(loaded) is type(model) and loaded.stats == model.stats
+    np.testing.assert_allclose(loaded.rewards(frames), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_viper_scores_are_log_likelihoods(codec):
+    torch.manual_seed(2)
+    gpt = videogpt.VideoGPT(dataclasses.replace(videogpt.PRESETS["tiny"], codebook_size=codec.config.codebook_size,
+                                                grid=codec.config.token_grid))
+    model = ViperReward(codec, gpt, device="cpu")
+    assert model.history == 2
+    r = model.rewards(_frames())
+    assert np.all(r < 0) and np.all(r > -codec.config.token_grid ** 2 * np.log(codec.config.codebook_size) * 3)
+
+
+def test_wrong_frame_size_and_mismatched_networks_are_clear_errors(codec):
+    model = _diffusion(codec)
+    with pytest.raises(UserError, match="16x16"):
+        model.rewards(_frames(size=20))
+    assert model.rewards(_frames(size=20), resize=True).shape == (6,)
+    torch.manual_seed(1)
+    other = vqdiffusion.build("tiny", codebook_size=codec.config.codebook_size + 1, grid=codec.config.token_grid)
+    with pytest.raises(UserError, match="codes"):
+        DiffusionReward(codec, other, device="cpu")
