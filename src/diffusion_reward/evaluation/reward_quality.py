@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -167,3 +168,28 @@ def markdown_table(result: Mapping[str, Any]) -> str:
             cells = [fmt(_row_value(m, c)) for c in SUMMARY_COLUMNS]
             lines.append(f"| {name} | {task} | " + " | ".join(cells) + f" | {model['frames_per_s']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out: os.PathLike | str) -> dict[str, Any]:
+    """:func:`evaluate_reward_models` with a progress bar, then write ``reward_quality.md``,
+    ``reward_quality.json`` and one reward-along-the-episode figure per model
+    (``reward_curves_<name>.png``: expert vs noisy vs random, one panel per task)."""
+    from pathlib import Path
+
+    from diffusion_reward.evaluation.plots import plot_reward_curves
+    from diffusion_reward.utils.checkpoint import atomic_write_json, atomic_write_text
+    from diffusion_reward.utils.progress import progress_bar
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with progress_bar("scoring episodes", len(dataset) * len(scorers), unit="episode") as advance:
+        result = evaluate_reward_models(scorers, dataset, advance)
+    table = markdown_table(result)
+    atomic_write_text(out / "reward_quality.md", table)
+    atomic_write_json(out / "reward_quality.json", {"models": result["models"]})
+    figures = {}
+    for name, curves in result["curves"].items():
+        path = out / f"reward_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+        plot_reward_curves(curves, path, title=f"{name}: reward along the episode (mean ± std)")
+        figures[name] = str(path)
+    return {**result, "table": table, "figures": figures}
