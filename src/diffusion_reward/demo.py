@@ -1,0 +1,267 @@
+"""The end-to-end demo: from nothing to a report that shows Diffusion Reward working.
+
+Stages, each cached in its own folder of the demo directory (a stage whose ``stage.json``
+records the same settings is reused; ``fresh=True`` starts over):
+
+1. ``data``: expert episodes (train and test), noisy experts and a random policy (test), and a
+   few random train episodes (the negatives AMP trains against);
+2. ``codec``: the VQ-GAN on the expert frames;
+3. ``video``: VQ-Diffusion (and VideoGPT for VIPER) on the codec's tokens of expert windows;
+4. ``rewards``: Diffusion Reward (entropy and likelihood), VIPER, AMP, RND, and the motion
+   reference, fitted on the training expert episodes;
+5. ``evaluate``: reward quality on the held-out episodes (table + figures);
+6. ``rl``: a short DrQ-v2 comparison (state observations, learned reward from frames);
+7. the report: ``report.html`` (self-contained) and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from diffusion_reward.config import option, to_dict
+from diffusion_reward.utils.checkpoint import atomic_write_json, read_json
+from diffusion_reward.utils.logging import get_logger
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs; ``PRESETS['full']`` fits in ~15 minutes on two CPU cores, ``quick`` in ~3."""
+
+    tasks: tuple[str, ...] = option(("door-open-v3", "drawer-open-v3", "reach-v3"), "MetaWorld tasks")
+    expert_episodes: int = option(10, "expert train episodes per task (the video model's training data)")
+    test_episodes: int = option(4, "held-out episodes per task and policy (expert, each noise level, random)")
+    noise_levels: tuple[float, ...] = option((0.3, 1.0), "std of the Gaussian action noise of the noisy experts")
+    random_train_episodes: int = option(3, "random-policy train episodes per task (AMP's negatives)")
+    max_steps: int = option(100, "episode horizon in agent steps")
+    codec_preset: str = option("small", "codec preset")
+    codec_steps: int = option(600, "codec training steps")
+    video_preset: str = option("small", "VQ-Diffusion preset")
+    video_steps: int = option(800, "VQ-Diffusion training steps")
+    viper: bool = option(True, "also train a VideoGPT and evaluate the VIPER baseline")
+    viper_preset: str = option("small", "VideoGPT preset")
+    viper_steps: int = option(400, "VideoGPT training steps")
+    baseline_steps: int = option(300, "offline training updates of AMP and RND")
+    rl_task: str = option("reach-v3", "task of the RL comparison")
+    rl_rewards: tuple[str, ...] = option(("diffusion", "sparse"), "rewards compared in RL")
+    rl_frames: int = option(20_000, "environment frames per RL run (0: skip RL)")
+    bf16: bool = option(True, "bfloat16 autocast for training and reward inference (measured faster on this CPU)")
+    seed: int = option(0, "seed of every stage")
+
+
+PRESETS: dict[str, DemoConfig] = {
+    "full": DemoConfig(),
+    "quick": DemoConfig(tasks=("drawer-open-v3",), expert_episodes=6, test_episodes=3, noise_levels=(1.0,),
+                        random_train_episodes=2, codec_preset="tiny", codec_steps=200, video_preset="tiny",
+                        video_steps=250, viper=False, baseline_steps=100, rl_frames=4000),
+}
+
+
+class Stage:
+    """A cached step of the demo: ``run`` is skipped when ``stage.json`` records the same ``key``."""
+
+    def __init__(self, root: Path, name: str, key: dict[str, Any], fresh: bool):
+        self.dir = root / name
+        self.name = name
+        self.key = json.loads(json.dumps(key, default=str))
+        self.marker = self.dir / "stage.json"
+        if fresh and self.dir.exists():
+            shutil.rmtree(self.dir)
+
+    def cached(self) -> dict[str, Any] | None:
+        if self.marker.is_file():
+            data = read_json(self.marker)
+            if data.get("key") == self.key:
+                return data
+        return None
+
+    def finish(self, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+        data = {"key": self.key, "result": result, "seconds": seconds}
+        atomic_write_json(self.marker, data)
+        return data
+
+
+def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = False,
+             announce: Callable[[str], None] | None = None) -> Path:
+    """Run (or resume) the demo into ``out``; returns the path of ``report.html``."""
+    from diffusion_reward.utils.seeding import seed_everything
+
+    root = Path(out)
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    say = announce or get_logger().info
+    seed_everything(config.seed)
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {}
+    plan = _stages(config)
+    started = time.perf_counter()
+    for i, (name, key_fields, fn) in enumerate(plan, 1):
+        key = {k: getattr(config, k) for k in key_fields}
+        stage = Stage(root, name, key, fresh=False)
+        hit = stage.cached()
+        if hit is not None:
+            say(f"[{i}/{len(plan)}] {name}: reusing finished work in {stage.dir}")
+            results[name], timings[name] = hit["result"], hit["seconds"]
+            continue
+        say(f"[{i}/{len(plan)}] {name} ...")
+        t0 = time.perf_counter()
+        if stage.dir.exists():
+            shutil.rmtree(stage.dir)  # unfinished or outdated: redo it whole
+        stage.dir.mkdir(parents=True)
+        result = fn(config, root, results)
+        timings[name] = time.perf_counter() - t0
+        results[name] = stage.finish(result, timings[name])["result"]
+        say(f"[{i}/{len(plan)}] {name} done in {timings[name]:.0f} s (demo so far {time.perf_counter() - started:.0f} s)")
+    from diffusion_reward.evaluation.demo_report import write_demo_report
+
+    atomic_write_json(root / "config.json", to_dict(config))
+    html = write_demo_report(config, root, results, timings, machine_summary())
+    say(f"report: {html}")
+    return html
+
+
+def machine_summary() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
+            platform.machine(), "cores": os.cpu_count(), "cuda": torch.cuda.is_available(),
+            "platform": platform.platform()}
+
+
+# ---- the stages ------------------------------------------------------------------------------------
+
+DATA_KEYS = ("tasks", "expert_episodes", "test_episodes", "noise_levels", "random_train_episodes", "max_steps", "seed")
+
+
+def _stages(config: DemoConfig) -> list[tuple[str, tuple[str, ...], Callable]]:
+    stages = [("data", DATA_KEYS, stage_data),
+              ("codec", DATA_KEYS + ("codec_preset", "codec_steps", "bf16"), stage_codec),
+              ("video", DATA_KEYS + ("codec_preset", "codec_steps", "video_preset", "video_steps", "viper",
+                                     "viper_preset", "viper_steps", "bf16"), stage_video)]
+    model_keys = stages[-1][1]
+    stages.append(("rewards", model_keys + ("baseline_steps",), stage_rewards))
+    stages.append(("evaluate", model_keys + ("baseline_steps",), stage_evaluate))
+    if config.rl_frames > 0 and config.rl_rewards:
+        stages.append(("rl", model_keys + ("rl_task", "rl_rewards", "rl_frames"), stage_rl))
+    return stages
+
+
+def stage_data(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
+    from diffusion_reward.data.collect import CollectConfig, collect
+
+    out = root / "data"
+    policies = ("expert", "random", *(f"noisy:{s}" for s in config.noise_levels))
+    runs = [CollectConfig(task=config.tasks, policy=("expert",), episodes=config.expert_episodes,
+                          test_episodes=config.test_episodes, max_steps=config.max_steps, seed=config.seed),
+            CollectConfig(task=config.tasks, policy=policies[1:], episodes=0, test_episodes=config.test_episodes,
+                          max_steps=config.max_steps, seed=config.seed),
+            CollectConfig(task=config.tasks, policy=("random",), episodes=config.random_train_episodes,
+                          test_episodes=config.test_episodes, max_steps=config.max_steps, seed=config.seed)]
+    frames, seconds = 0, 0.0
+    for cfg in runs:
+        report = collect(cfg, out)
+        frames += report.frames
+        seconds += report.seconds
+    from diffusion_reward.data.episodes import load_dataset
+
+    ds = load_dataset(out)
+    return {"dataset": str(out), "episodes": len(ds), "frames": ds.num_frames(), "collect_frames_per_s":
+            frames / max(seconds, 1e-9), "summary": ds.summary()}
+
+
+def _trainer(config: DemoConfig, run_dir: Path, steps: int, base: Any) -> Any:
+    return dataclasses.replace(base, run_dir=str(run_dir), steps=steps, seed=config.seed, bf16=config.bf16,
+                               tensorboard=False, checkpoint_every=max(steps, 1))
+
+
+def stage_codec(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
+    from diffusion_reward.train.codec import TRAIN_PRESETS, train_codec
+
+    run_dir = root / "codec"
+    trainer = _trainer(config, run_dir / "run", config.codec_steps, TRAIN_PRESETS[config.codec_preset][1])
+    res = train_codec(root / "data", out=run_dir / "model", preset=config.codec_preset, trainer_config=trainer)
+    return {"model": str(res.artefact), "metrics": _jsonable(res.metrics),
+            "reconstructions": str(_find(run_dir, "reconstructions.png"))}
+
+
+def stage_video(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
+    from diffusion_reward.train.video import TRAIN_PRESETS, train_video
+
+    codec = Path(results["codec"]["model"])
+    out: dict[str, Any] = {}
+    jobs = [("vqdiffusion", config.video_preset, config.video_steps)]
+    if config.viper:
+        jobs.append(("videogpt", config.viper_preset, config.viper_steps))
+    for kind, preset, steps in jobs:
+        run_dir = root / "video" / kind
+        trainer = _trainer(config, run_dir / "run", steps, TRAIN_PRESETS[kind][preset][1])
+        train_cfg = dataclasses.replace(TRAIN_PRESETS[kind][preset][0], warmup_steps=min(
+            TRAIN_PRESETS[kind][preset][0].warmup_steps, max(1, steps // 10)))
+        res = train_video(root / "data", codec, model=kind, out=run_dir / "model", preset=preset,
+                          train_config=train_cfg, trainer_config=trainer)
+        out[kind] = {"model": str(res.artefact), "metrics": _jsonable(res.metrics),
+                     "samples": str(_find(run_dir, "samples.png"))}
+    return out
+
+
+def stage_rewards(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
+    from diffusion_reward.data.episodes import load_dataset
+    from diffusion_reward.rewards.fit import fit_reward_model
+
+    ds = load_dataset(root / "data")
+    video = results["video"]
+    specs: dict[str, dict[str, Any]] = {
+        "diffusion (entropy)": dict(kind="diffusion", video_dir=video["vqdiffusion"]["model"], variant="entropy"),
+        "diffusion (likelihood)": dict(kind="diffusion", video_dir=video["vqdiffusion"]["model"], variant="likelihood"),
+    }
+    if "videogpt" in video:
+        specs["viper"] = dict(kind="viper", video_dir=video["videogpt"]["model"])
+    specs["amp"] = dict(kind="amp", steps=config.baseline_steps, preset="small")
+    specs["rnd"] = dict(kind="rnd", steps=config.baseline_steps, preset="small")
+    out = {}
+    for name, spec in specs.items():
+        directory = root / "rewards" / name.replace(" ", "-").replace("(", "").replace(")", "")
+        model, info = fit_reward_model(dataset=ds, bf16=config.bf16, seed=config.seed, **spec)
+        model.save_pretrained(directory)
+        out[name] = {"dir": str(directory), "info": _jsonable(info)}
+    return out
+
+
+def stage_evaluate(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
+    from diffusion_reward.data.episodes import load_dataset
+    from diffusion_reward.evaluation.reward_quality import evaluate_and_write
+    from diffusion_reward.rewards import load_reward_model
+    from diffusion_reward.rewards.motion import MotionReward
+
+    models = {name: load_reward_model(r["dir"]) for name, r in results["rewards"].items()}
+    models["motion (reference)"] = MotionReward()
+    ds = load_dataset(root / "data").select(split="test")
+    res = evaluate_and_write(models, ds, root / "evaluate")
+    return {"models": res["models"], "figures": res["figures"], "table": res["table"]}
+
+
+def stage_rl(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
+    from diffusion_reward.rl.demo_runs import run_rl_comparison
+
+    reward_dirs = {"diffusion": results["rewards"]["diffusion (entropy)"]["dir"]}
+    if "viper" in results["rewards"]:
+        reward_dirs["viper"] = results["rewards"]["viper"]["dir"]
+    return run_rl_comparison(config.rl_task, config.rl_rewards, reward_dirs, config.rl_frames, root / "rl",
+                             seed=config.seed, expert_data=root / "data")
+
+
+def _find(directory: Path, name: str) -> Path | None:
+    hits = sorted(directory.rglob(name))
+    return hits[0] if hits else None
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: float(o) if hasattr(o, "__float__") else str(o)))
