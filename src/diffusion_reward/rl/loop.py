@@ -1,0 +1,696 @@
+"""The RL loop: DrQ-v2 on a simulated task with a learned or baseline reward, evaluated, resumable.
+
+    from diffusion_reward.rl.loop import PRESETS, train
+    result = train(dataclasses.replace(PRESETS["paper"], task="reach-v3", reward="rnd", obs="state"))
+
+One agent step: act on the latest observation, hand the action to the environment
+(:mod:`diffusion_reward.rl.env_worker`; in a worker process the step overlaps the update), update
+once every ``update_every_steps`` steps after the seed frames, collect the step. When an episode
+ends its rewards are computed from its frames, all at once, and it enters the replay
+(:mod:`diffusion_reward.rl.reward_terms` composes ``(1 - alpha) r_model + alpha r_rnd + r_sparse``).
+
+Counting. Time is counted in **environment frames** (agent steps x ``action_repeat``):
+``num_train_frames``, ``num_seed_frames``, ``eval_every_frames``, ``checkpoint_every_frames``.
+Training ends with the episode in which ``num_train_frames`` is reached; evaluations and
+checkpoints happen at the first episode end at or after each multiple of their period, so every
+checkpoint sits between two episodes.
+
+Seeds. Training episode ``i`` resets with a seed derived from ``(seed, "train", i)``; evaluation
+episode ``j`` with one from ``(seed, "eval", j)``, the same ``num_eval_episodes`` goals at every
+evaluation. Evaluation runs on the training environment between two episodes (every reset is
+seeded, so it changes nothing that follows) with the actor's mean action; an episode succeeds if
+any of its steps succeeds.
+
+Run directory (``runs/<task>__<reward>__<seed>__<time>`` unless given)::
+
+    config.json            the resolved RLConfig (agent schedule included)
+    train.csv eval.csv reward.csv, tb/    metrics (MetricsWriter), one train row per episode
+    videos/eval-<frame>.mp4               the first evaluation episodes of each evaluation
+    success.png                           success rate against frames, written at the end
+    checkpoints/frame-<N>/                agent + optimizers, replay, online reward models,
+                                          RNG states, counters (the newest one is kept)
+
+Resume. A run killed at any moment continues from its newest checkpoint with
+``train(..., resume=True)`` (``--resume``): the agent (weights, Adam moments, its generator),
+the replay, the online reward models (weights, statistics, optimizers, generators), the replay
+sampler, the global RNGs and the counters are restored, and metric rows written after the
+checkpoint are dropped; with the same settings the run continues exactly as if it had never
+stopped. A checkpoint is a directory written under a temporary name and renamed; the replay's
+episode files are hard links shared between consecutive checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+
+from diffusion_reward.config import from_dict, option, to_dict
+from diffusion_reward.errors import UserError
+from diffusion_reward.rl.drqv2 import PRESETS as AGENT_PRESETS
+from diffusion_reward.rl.drqv2 import DrQV2Agent, DrQV2Config
+from diffusion_reward.rl.replay import EPISODE_DIR, INDEX_NAME, ReplayBuffer
+from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
+from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.seeding import rng_state, seed_everything, set_rng_state
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FORMAT_VERSION = 1
+# Settings a resumed run may change: they decide how long it runs, how it is watched and how fast
+# it goes, not what it learns (thread counts and devices may change float rounding, though).
+RESUMABLE_CHANGES = ("num_train_frames", "eval_every_frames", "num_eval_episodes", "eval_video_episodes",
+                     "checkpoint_every_frames", "env_worker", "render_threads", "learner_threads", "device",
+                     "tensorboard")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """One RL run. Defaults are the paper's (DrQ-v2 as used by Diffusion Reward); frames are environment frames."""
+
+    task: str = option("reach-v3", "task to learn (MetaWorld 3.x name such as reach-v3, or door/hammer/pen)")
+    reward: str = option("sparse", "reward method: diffusion, viper (need --reward-model), amp (needs --expert-data), "
+                                   "rnd, sparse; or any reward kind saved in --reward-model (motion, ...)")
+    reward_model: str | None = option(None, "directory of a reward model saved with save_pretrained (fit-reward's "
+                                            "output); required for diffusion and viper")
+    expert_data: str | None = option(None, "episode dataset whose expert episodes of this task train AMP's "
+                                           "discriminator (--reward amp)")
+    alpha: float | None = option(None, "RND weight in r = (1 - alpha) r_model + alpha r_rnd + r_sparse; default "
+                                       "per method: diffusion 0.95, viper 0.5, rnd 1, amp/sparse/motion 0")
+    obs: Literal["pixels", "state"] = option("pixels", "what the agent sees: 'pixels' (rendered frames) or 'state' "
+                                                       "(the simulator's low-dim state; frames are then rendered only "
+                                                       "when a reward model needs them)")
+    seed: int = option(0, "seed of the agent, the replay sampling and the environment's goals")
+    num_train_frames: int = option(1_000_000, "environment frames to train for (agent steps x action repeat); the "
+                                              "run ends with the episode that reaches it")
+    num_seed_frames: int = option(4000, "environment frames collected before the first update")
+    action_repeat: int = option(2, "simulator steps per agent step (each action is repeated)")
+    image_size: int = option(64, "side of the square rendered frames")
+    camera: str | None = option(None, "camera to render from (default: the task's)")
+    max_episode_steps: int | None = option(None, "episode length in agent steps (default: the task's, 100 for "
+                                                 "MetaWorld)")
+    frame_stack: int = option(1, "frames stacked into one pixel observation (the paper uses 1)")
+    replay_capacity: int = option(1_000_000, "transitions (agent steps) the replay keeps; the oldest episodes go first")
+    eval_every_frames: int = option(20_000, "evaluate after every this many environment frames (0: only at the "
+                                            "start and the end)")
+    num_eval_episodes: int = option(10, "episodes per evaluation (success rate and return)")
+    eval_video_episodes: int = option(1, "evaluation episodes recorded to videos/eval-<frame>.mp4 per evaluation")
+    checkpoint_every_frames: int = option(20_000, "write a resumable checkpoint after every this many environment "
+                                                  "frames (0: only at the end)")
+    bonus_preset: str = option("paper", "size of the RND / AMP networks trained online: tiny, small or paper")
+    rnd_input: Literal["auto", "state", "pixels"] = option(
+        "auto", "what the RND bonus reads: auto = what the agent sees (frames in a pixel run, the state vector in a "
+                "state run), or 'pixels' in a state run (frames are then rendered and kept for it)")
+    env_worker: bool = option(True, "step and render the environment in a worker process, overlapping the network "
+                                    "updates (results are identical either way)")
+    render_threads: int = option(1, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
+                                    "frames; 0 leaves the environment's setting")
+    learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
+    device: str = option("auto", "device of the agent and reward models: auto, cpu, cuda, cuda:N")
+    tensorboard: bool = option(True, "write TensorBoard events beside the CSV files")
+    agent: DrQV2Config = option(DrQV2Config(), "DrQ-v2 hyperparameters (command line: --agent-* flags)")
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` naming the first setting that cannot work."""
+        positive = {"num_train_frames": self.num_train_frames, "action_repeat": self.action_repeat,
+                    "image_size": self.image_size, "replay_capacity": self.replay_capacity,
+                    "frame_stack": self.frame_stack}
+        for name, value in positive.items():
+            if value < 1:
+                raise UserError(f"{name} must be >= 1, got {value}")
+        non_negative = {"num_seed_frames": self.num_seed_frames, "eval_every_frames": self.eval_every_frames,
+                        "num_eval_episodes": self.num_eval_episodes, "eval_video_episodes": self.eval_video_episodes,
+                        "checkpoint_every_frames": self.checkpoint_every_frames,
+                        "render_threads": self.render_threads, "learner_threads": self.learner_threads}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise UserError(f"{name} must be >= 0, got {value}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise UserError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if self.obs not in ("pixels", "state"):
+            raise UserError(f"obs must be 'pixels' or 'state', got {self.obs!r}")
+        if self.obs == "state" and self.frame_stack != 1:
+            raise UserError("frame_stack stacks pixel observations; a state run takes frame_stack 1")
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"alpha must be in [0, 1], got {self.alpha}")
+
+    @property
+    def num_train_steps(self) -> int:
+        return -(-self.num_train_frames // self.action_repeat)
+
+    def resolved(self) -> "RLConfig":
+        """This config with the agent's observation type and exploration schedule filled in."""
+        agent = dataclasses.replace(self.agent, obs_type=self.obs, frame_stack=self.frame_stack)
+        return dataclasses.replace(self, agent=agent.for_run(self.num_train_steps))
+
+
+PRESETS: dict[str, RLConfig] = {
+    "paper": RLConfig(),
+    "small": RLConfig(agent=AGENT_PRESETS["small"], bonus_preset="small"),
+    "tiny": RLConfig(agent=AGENT_PRESETS["tiny"], num_train_frames=2000, num_seed_frames=400,
+                     replay_capacity=20_000, eval_every_frames=1000, num_eval_episodes=2, eval_video_episodes=1,
+                     checkpoint_every_frames=1000, bonus_preset="tiny"),
+}
+
+
+@dataclasses.dataclass
+class RLResult:
+    """What a run did: where it lives, how far it got, its evaluations and where the time went."""
+
+    run_dir: Path
+    frames: int
+    episodes: int
+    updates: int
+    evaluations: list[dict[str, float]]
+    seconds: dict[str, float]
+
+    @property
+    def final_success_rate(self) -> float:
+        return self.evaluations[-1]["success_rate"] if self.evaluations else float("nan")
+
+
+def default_run_dir(config: RLConfig, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<task>__<reward>__<seed>__<time>``."""
+    return Path(root) / f"{config.task}__{config.reward}__{config.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def episode_seed(seed: int, stream: str, index: int) -> int:
+    """The reset seed of episode ``index`` of ``stream`` ("train" or "eval") in a run seeded ``seed``."""
+    streams = {"train": 0, "eval": 1}
+    sequence = np.random.SeedSequence([int(seed) % 2**32, streams[stream], int(index)])
+    return int(sequence.generate_state(1, np.uint32)[0])
+
+
+def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    """The complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("frame-")
+                  and (p / "loop.json").exists())
+
+
+def load_run_config(run_dir: str | os.PathLike) -> RLConfig:
+    """The resolved :class:`RLConfig` stored in a run directory."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return from_dict(RLConfig, read_json(path))
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: not an RL run directory (no config.json)") from None
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: not an RL run config ({exc})") from None
+
+
+def _config_changes(stored: RLConfig, new: RLConfig) -> list[str]:
+    a, b = to_dict(stored), to_dict(new)
+    changed = [k for k in a if k != "agent" and k not in RESUMABLE_CHANGES and a[k] != b.get(k)]
+    changed += [f"agent.{k}" for k in a["agent"] if a["agent"][k] != b["agent"].get(k)]
+    return changed
+
+
+class _FrameStack:
+    """Pixel observations stacked along channels (the first one repeated at reset); identity for k = 1."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self._frames: list[np.ndarray] = []
+
+    def reset(self, obs: np.ndarray) -> np.ndarray:
+        self._frames = [obs] * self.k
+        return self.current()
+
+    def push(self, obs: np.ndarray) -> np.ndarray:
+        self._frames = self._frames[1:] + [obs]
+        return self.current()
+
+    def current(self) -> np.ndarray:
+        return self._frames[0] if self.k == 1 else np.concatenate(self._frames, axis=0)
+
+
+class _Episode:
+    """The steps of the running episode, kept until it ends and enters the replay."""
+
+    def __init__(self, obs: np.ndarray, frame: np.ndarray | None):
+        self.obs = [obs]
+        self.frames = [] if frame is None else [frame]
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.success = False
+        self.terminated = False
+
+    def add(self, action: np.ndarray, obs: np.ndarray, reward: float, success: bool, terminated: bool,
+            frame: np.ndarray | None) -> None:
+        self.actions.append(action)
+        self.obs.append(obs)
+        self.rewards.append(reward)
+        self.success = self.success or success
+        self.terminated = terminated
+        if frame is not None:
+            self.frames.append(frame)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+class _Clock:
+    """Seconds spent per part of the loop, in total and since the last report."""
+
+    PARTS = ("act", "update", "env_wait", "reward", "eval", "checkpoint")
+
+    def __init__(self) -> None:
+        self.total = dict.fromkeys(self.PARTS, 0.0)
+        self.recent = dict.fromkeys(self.PARTS, 0.0)
+
+    def add(self, part: str, seconds: float) -> None:
+        self.total[part] += seconds
+        self.recent[part] += seconds
+
+    def take_recent(self) -> dict[str, float]:
+        recent, self.recent = self.recent, dict.fromkeys(self.PARTS, 0.0)
+        return recent
+
+
+class RLRun:
+    """One training run (see the module docstring); :func:`train` is the usual way in."""
+
+    def __init__(self, config: RLConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
+                 progress: bool = True, log: Callable[[str], None] | None = None):
+        from diffusion_reward.envs import resolve_task
+
+        self.logger = get_logger()
+        self.log = log or self.logger.info
+        config.validate()
+        spec = resolve_task(config.task)
+        config = dataclasses.replace(config, task=spec.name)
+        if resume and run_dir is None:
+            raise UserError("--resume needs --run-dir: the run directory to continue")
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+        self.progress = progress
+        self.checkpoint: Path | None = None
+        self.config = self._prepare_run_dir(config, resume)
+        cfg = self.config
+        if cfg.learner_threads > 0:
+            torch.set_num_threads(cfg.learner_threads)
+        self.clock = _Clock()
+        self._build()
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def _prepare_run_dir(self, config: RLConfig, resume: bool) -> RLConfig:
+        existing = checkpoint_dirs(self.run_dir)
+        stored_path = self.run_dir / "config.json"
+        if not resume and (existing or stored_path.exists()):
+            raise UserError(f"{self.run_dir}: run directory already holds a run; pass --resume to continue it, or "
+                            "choose another --run-dir")
+        resolved = config.resolved()
+        if resume and stored_path.exists():
+            stored = load_run_config(self.run_dir)
+            if config.agent.stddev_schedule_steps == 0:  # keep the schedule the run started with
+                resolved = dataclasses.replace(resolved, agent=dataclasses.replace(
+                    resolved.agent, stddev_schedule_steps=stored.agent.stddev_schedule_steps))
+            changed = _config_changes(stored, resolved)
+            if changed:
+                raise UserError(f"{stored_path}: cannot resume with different settings: {', '.join(changed)} "
+                                f"(only {', '.join(RESUMABLE_CHANGES)} may change)")
+        if resume and existing:
+            self.checkpoint = existing[-1]
+        elif resume:
+            self.log(f"{self.run_dir}: no checkpoint to resume from; starting the run from the beginning")
+            self._clear_outputs()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dirs = (self.run_dir / CHECKPOINT_DIR).glob(".frame-*") if (self.run_dir / CHECKPOINT_DIR).is_dir() else []
+        for stale in tmp_dirs:  # a checkpoint being written when the run was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        atomic_write_json(stored_path, to_dict(resolved))
+        return resolved
+
+    def _clear_outputs(self) -> None:
+        for path in list(self.run_dir.glob("*.csv")) + [self.run_dir / "tb", self.run_dir / "videos"]:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink()
+
+    def _build(self) -> None:
+        from diffusion_reward.rl.env_worker import EnvSpec, make_runner
+        from diffusion_reward.rl.reward_terms import build_reward_terms
+        from diffusion_reward.utils.device import resolve_device
+
+        cfg = self.config
+        self.pixels = cfg.obs == "pixels"
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.env_spec = EnvSpec(task=cfg.task, pixels=self.pixels, image_size=cfg.image_size, camera=cfg.camera,
+                                action_repeat=cfg.action_repeat, max_episode_steps=cfg.max_episode_steps)
+        self.env = make_runner(self.env_spec, cfg.env_worker, cfg.render_threads)
+        try:
+            info = self.env.info
+            obs_shape = info.obs_shape
+            if self.pixels:
+                obs_shape = (3 * cfg.frame_stack, *obs_shape[1:])
+            self.agent = DrQV2Agent(obs_shape, info.action_dim, cfg.agent, self.device)
+            self.terms = build_reward_terms(
+                cfg.reward, pixels=self.pixels, image_size=cfg.image_size,
+                state_dim=info.obs_shape[0] if not self.pixels else 0, task=cfg.task,
+                reward_model=cfg.reward_model, expert_data=cfg.expert_data, alpha=cfg.alpha,
+                bonus_preset=cfg.bonus_preset, rnd_input=cfg.rnd_input, seed=cfg.seed, device=self.device,
+                warn=self.logger.warning)
+        except BaseException:
+            self.env.close()
+            raise
+        agent_cfg = cfg.agent
+        self.replay = ReplayBuffer(cfg.replay_capacity, nstep=agent_cfg.nstep, discount=agent_cfg.discount)
+        self.frame_replay = (ReplayBuffer(cfg.replay_capacity, nstep=agent_cfg.nstep, discount=agent_cfg.discount)
+                             if self.terms.needs_frame_replay else None)
+        self.sampler = np.random.default_rng(np.random.SeedSequence([cfg.seed % 2**32, 2]))
+        self.stack = _FrameStack(cfg.frame_stack)
+        self.global_step = 0
+        self.episode = 0
+        self.updates = 0
+        self.last_eval_frame: int | None = None
+        self.last_success = float("nan")
+        self.elapsed = 0.0
+        if self.checkpoint is not None:
+            self._load_checkpoint(self.checkpoint)
+        self.writer = MetricsWriter(self.run_dir, tensorboard=cfg.tensorboard)
+
+    @property
+    def global_frame(self) -> int:
+        return self.global_step * self.config.action_repeat
+
+    @property
+    def _episode_frames(self) -> bool:
+        """Whether training episodes must render frames besides the observation (state runs)."""
+        return not self.pixels and (self.terms.needs_episode_frames or self.frame_replay is not None)
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def fit(self) -> RLResult:
+        cfg = self.config
+        self.log(f"{self.run_dir}: {cfg.task}, {cfg.obs} observations, reward = {self.terms.describe()}; "
+                 f"{cfg.num_train_frames} frames" + (f", resumed at frame {self.global_frame}" if self.checkpoint
+                                                     else ""))
+        if self.last_eval_frame is None:
+            self.evaluate()
+        bar = self._progress_bar()
+        start = time.perf_counter()
+        report_start, report_frame = start, self.global_frame
+        update_metrics: list[dict[str, float]] = []
+        update_every = cfg.agent.update_every_steps
+        try:
+            self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._episode_frames)
+            episode = self._start_episode()
+            while True:
+                tick = time.perf_counter()
+                action = self.agent.act(self.stack.current(), self.global_step, eval_mode=False)
+                self.env.step_async(action)
+                tock = time.perf_counter()
+                self.clock.add("act", tock - tick)
+                if (self.global_frame >= cfg.num_seed_frames and self.global_step % update_every == 0
+                        and self.replay.num_samplable > 0):
+                    update_metrics.append(self._update())
+                    tick, tock = tock, time.perf_counter()
+                    self.clock.add("update", tock - tick)
+                step = self.env.step_wait()
+                self.clock.add("env_wait", time.perf_counter() - tock)
+                self.global_step += 1
+                obs = self.stack.push(step.obs)
+                frame = self._frame(step.obs, step.frame)
+                episode.add(action, obs, step.reward, step.success, step.terminated, frame)
+                if bar is not None:
+                    bar.update(cfg.action_repeat)
+                if not step.done:
+                    continue
+                finished = self.global_frame >= cfg.num_train_frames
+                eval_due = self._due(cfg.eval_every_frames, self.last_eval_frame)
+                if eval_due and not finished:
+                    self.evaluate()
+                self.episode += 1
+                if not finished:  # the reset runs in the worker while the episode is scored
+                    self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._episode_frames)
+                now = time.perf_counter()
+                self.elapsed += now - start
+                start = now
+                self._finish_episode(episode, update_metrics, now - report_start, self.global_frame - report_frame)
+                report_start, report_frame = time.perf_counter(), self.global_frame
+                update_metrics = []
+                if bar is not None:
+                    bar.set_postfix_str(self._postfix(), refresh=False)
+                if finished:
+                    break
+                if self._due(cfg.checkpoint_every_frames, self._checkpoint_frame()):
+                    self.save_checkpoint()
+                episode = self._start_episode()
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.last_eval_frame != self.global_frame:
+            self.evaluate()
+        if self._checkpoint_frame() != self.global_frame:
+            self.save_checkpoint()
+        self._plot()
+        return self.result()
+
+    def _due(self, every: int, last: int | None) -> bool:
+        """Whether a multiple of ``every`` frames was passed since frame ``last`` (``None``: frame 0)."""
+        return every > 0 and self.global_frame // every > (last or 0) // every
+
+    def _checkpoint_frame(self) -> int | None:
+        existing = checkpoint_dirs(self.run_dir)
+        return int(existing[-1].name.split("-")[1]) if existing else None
+
+    def _start_episode(self) -> _Episode:
+        tick = time.perf_counter()
+        reset = self.env.reset_wait()
+        self.clock.add("env_wait", time.perf_counter() - tick)
+        obs = self.stack.reset(reset.obs)
+        return _Episode(obs, self._frame(reset.obs, reset.frame))
+
+    def _frame(self, obs: np.ndarray, frame: np.ndarray | None) -> np.ndarray | None:
+        if frame is not None:
+            return frame
+        if self.pixels and self.terms.needs_episode_frames:
+            return np.ascontiguousarray(obs.transpose(1, 2, 0))
+        return None
+
+    def _update(self) -> dict[str, float]:
+        batch, metrics = self.terms.sample(self.replay, self.sampler, self.config.agent.batch_size, self.device,
+                                           frame_replay=self.frame_replay)
+        metrics.update(self.agent.update(batch, self.global_step))
+        self.updates += 1
+        return metrics
+
+    def _finish_episode(self, episode: _Episode, update_metrics: list[dict[str, float]], seconds: float,
+                        frames: int) -> None:
+        tick = time.perf_counter()
+        steps = len(episode)
+        sparse = np.asarray(episode.rewards, np.float32)
+        frames_array = np.stack(episode.frames) if episode.frames else None
+        components = self.terms.episode_components(frames_array, steps)
+        self.clock.add("reward", time.perf_counter() - tick)
+        obs = np.stack(episode.obs)
+        actions = np.stack(episode.actions).astype(np.float32)
+        self.replay.add(obs, actions, sparse, components, terminated=episode.terminated)
+        if self.frame_replay is not None:
+            self.frame_replay.add(np.ascontiguousarray(frames_array.transpose(0, 3, 1, 2)), actions, sparse,
+                                  terminated=episode.terminated)
+        metrics: dict[str, float] = {
+            "train/episodes": self.episode, "train/episode_return": float(sparse.sum()),
+            "train/episode_success": float(episode.success), "train/episode_length": steps,
+            "train/updates": self.updates, "train/buffer_size": len(self.replay),
+            "train/fps": frames / seconds if seconds > 0 else float("nan"),
+            "train/total_time_s": self.elapsed,
+        }
+        if "model" in components:
+            metrics["reward/episode_model_return"] = float(components["model"].sum())
+        if update_metrics:
+            for key in update_metrics[0]:
+                metrics[key] = float(np.mean([m[key] for m in update_metrics if key in m]))
+        for part, value in self.clock.take_recent().items():
+            metrics[f"train/time_{part}_s"] = value
+        self.writer.log(self.global_frame, metrics)
+
+    def evaluate(self) -> dict[str, float]:
+        """Run ``num_eval_episodes`` episodes with the actor's mean action; log and return the results."""
+        from diffusion_reward.rl.env_worker import frame_of
+
+        cfg = self.config
+        tick = time.perf_counter()
+        returns, successes, lengths, video = [], [], [], []
+        stack = _FrameStack(cfg.frame_stack)
+        for j in range(cfg.num_eval_episodes):
+            record = j < cfg.eval_video_episodes
+            reset = self.env.reset(episode_seed(cfg.seed, "eval", j), frames=record and not self.pixels)
+            obs = stack.reset(reset.obs)
+            if record:
+                video.append(frame_of(self.env_spec, reset.obs, reset.frame))
+            total, success, steps = 0.0, False, 0
+            while True:
+                step = self.env.step(self.agent.act(obs, self.global_step, eval_mode=True))
+                obs = stack.push(step.obs)
+                total += step.reward
+                success = success or step.success
+                steps += 1
+                if record:
+                    video.append(frame_of(self.env_spec, step.obs, step.frame))
+                if step.done:
+                    break
+            returns.append(total)
+            successes.append(float(success))
+            lengths.append(steps)
+        metrics = {}
+        if cfg.num_eval_episodes:
+            metrics = {"eval/success_rate": float(np.mean(successes)), "eval/episode_return": float(np.mean(returns)),
+                       "eval/episode_length": float(np.mean(lengths)), "eval/episodes": len(returns)}
+            self.last_success = metrics["eval/success_rate"]
+            self.writer.log(self.global_frame, metrics)
+        if video:
+            from diffusion_reward.utils.video_io import write_video
+
+            write_video(self.run_dir / "videos" / f"eval-{self.global_frame:09d}.mp4", np.stack(video), fps=20.0)
+        self.last_eval_frame = self.global_frame
+        self.clock.add("eval", time.perf_counter() - tick)
+        return metrics
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/frame-<N>`` atomically and drop older checkpoints."""
+        tick = time.perf_counter()
+        root = self.run_dir / CHECKPOINT_DIR
+        final = root / f"frame-{self.global_frame:09d}"
+        tmp = root / f".frame-{self.global_frame:09d}.tmp"
+        previous = checkpoint_dirs(self.run_dir)
+        if final.exists():
+            return final
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        replays = {"replay": self.replay, "frame_replay": self.frame_replay}
+        for name, replay in replays.items():
+            if replay is None:
+                continue
+            if previous:
+                _link_replay(previous[-1] / name, tmp / name)
+            replay.save(tmp / name)
+        save_tensors(tmp / "agent.safetensors", self.agent.state_dict())
+        save_tensors(tmp / "rng.safetensors", rng_state())
+        self.terms.save_state(tmp / "reward")
+        atomic_write_json(tmp / "loop.json", {
+            "format_version": CHECKPOINT_FORMAT_VERSION, "global_step": self.global_step,
+            "global_frame": self.global_frame, "episode": self.episode, "updates": self.updates,
+            "last_eval_frame": self.last_eval_frame, "last_success": self.last_success, "elapsed_s": self.elapsed,
+            "sampler": self.sampler.bit_generator.state, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        os.replace(tmp, final)
+        for old in previous:
+            shutil.rmtree(old, ignore_errors=True)
+        self.clock.add("checkpoint", time.perf_counter() - tick)
+        return final
+
+    def _load_checkpoint(self, path: Path) -> None:
+        loop = read_json(path / "loop.json")
+        if loop.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
+            raise UserError(f"{path}: checkpoint format {loop['format_version']} is newer than this package reads")
+        try:
+            self.agent.load_state_dict(load_tensors(path / "agent.safetensors"))
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
+        self.replay.load(path / "replay")
+        if self.frame_replay is not None:
+            self.frame_replay.load(path / "frame_replay")
+        self.terms.load_state(path / "reward")
+        set_rng_state(load_tensors(path / "rng.safetensors"))
+        self.sampler.bit_generator.state = loop["sampler"]
+        self.global_step = int(loop["global_step"])
+        self.episode = int(loop["episode"])
+        self.updates = int(loop["updates"])
+        self.last_eval_frame = loop["last_eval_frame"]
+        self.last_success = float(loop["last_success"])
+        self.elapsed = float(loop["elapsed_s"])
+        _truncate_csvs(self.run_dir, self.global_frame)
+
+    # ---- reporting -----------------------------------------------------------------------------
+    def evaluations(self) -> list[dict[str, float]]:
+        """Every evaluation of the run so far (from ``eval.csv``): frame, success rate, return."""
+        path = self.run_dir / "eval.csv"
+        if not path.exists():
+            return []
+        with path.open() as f:
+            return [{"frame": int(float(r["step"])), "success_rate": float(r["success_rate"]),
+                     "episode_return": float(r["episode_return"])} for r in csv.DictReader(f)]
+
+    def result(self) -> RLResult:
+        return RLResult(self.run_dir, self.global_frame, self.episode, self.updates, self.evaluations(),
+                        dict(self.clock.total))
+
+    def _plot(self) -> None:
+        from diffusion_reward.evaluation.plots import plot_learning_curves
+
+        evaluations = self.evaluations()
+        if not evaluations:
+            return
+        x = [e["frame"] for e in evaluations]
+        y = [e["success_rate"] for e in evaluations]
+        cfg = self.config
+        plot_learning_curves({f"{cfg.reward} (seed {cfg.seed})": (x, y)}, self.run_dir / "success.png",
+                             title=f"{cfg.task}, {cfg.obs} observations")
+
+    def _progress_bar(self) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.config.num_train_frames, initial=min(self.global_frame, self.config.num_train_frames),
+                    desc=self.config.task, unit="frame", dynamic_ncols=True)
+
+    def _postfix(self) -> str:
+        total = self.elapsed
+        fps = self.global_frame / total if total > 0 else float("nan")
+        return f"{fps:.0f} frames/s, success {self.last_success:.2f}"
+
+    def close(self) -> None:
+        self.env.close()
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.close()
+
+
+def _link_replay(source: Path, target: Path) -> None:
+    """Start ``target`` as a copy of the replay saved in ``source``: the index copied, episode files hard-linked
+    (they never change once written, so two checkpoints share them)."""
+    if not (source / INDEX_NAME).exists():
+        return
+    (target / EPISODE_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / INDEX_NAME, target / INDEX_NAME)
+    for path in (source / EPISODE_DIR).iterdir():
+        try:
+            os.link(path, target / EPISODE_DIR / path.name)
+        except OSError:  # a file system without hard links
+            shutil.copy2(path, target / EPISODE_DIR / path.name)
+
+
+def _truncate_csvs(run_dir: Path, frame: int) -> None:
+    """Drop metric rows logged after ``frame`` (by a run killed after its last checkpoint)."""
+    for path in run_dir.glob("*.csv"):
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            rows = [r for r in reader if float(r.get("step") or 0) <= frame]
+        with atomic_path(path) as tmp:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def train(config: RLConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,
+          progress: bool = True) -> RLResult:
+    """Train a DrQ-v2 agent as ``config`` says (see the module docstring); returns what the run did."""
+    run = RLRun(config, run_dir, resume=resume, progress=progress)
+    try:
+        return run.fit()
+    finally:
+        run.close()

@@ -1,0 +1,321 @@
+"""The reward a DrQ-v2 agent learns from, term by term: per-episode model rewards, sample-time bonuses.
+
+    r = (1 - alpha) * r_model + alpha * r_rnd + r_sparse        (rewards/combine.py)
+
+Where each term comes from:
+
+- ``r_sparse``: the environment's success reward, stored as the replay's per-step reward.
+- ``r_model`` of an *offline* reward model (diffusion, viper, motion, ... any
+  :class:`~diffusion_reward.rewards.base.RewardModel` that does not learn during RL): computed
+  once per finished episode from its frames, ``rewards(frames)`` on ``uint8 (T + 1, H, W, 3)``
+  (reset frame included); reward ``j`` scores reaching frame ``j``, so step ``t`` (1-based)
+  gets ``rewards[t]``. Stored beside the sparse reward as the replay component ``model``.
+- ``r_model`` of an *online* model (AMP) and ``r_rnd`` (RND): recomputed on every sampled batch
+  from the observation reached at each of the ``n`` steps of the n-step window (the replay's
+  ``step_next_obs``), with the model as it is now; then the model trains one step on the batch's
+  ``next_obs`` (``update(batch)``).
+
+The n-step return sums the composed per-step reward: ``sum_k gamma**k (r_sparse + (1 - alpha)
+r_model + alpha r_rnd)_k`` (the replay adds the bonus to the stored reward before discounting).
+
+Observations the bonuses read. Pixel runs: the replay's frames (the last 3 channels of a stacked
+observation). State runs: RND reads the state vector by default (:class:`StateRND`, nothing to
+render); a frame model (AMP, or RND with ``rnd_input="pixels"``) reads frames from a second
+replay of frames kept in step with the state replay (same episodes, same lengths, sampled with a
+copy of the same generator, so both draw the same transitions; checked on every batch).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from diffusion_reward.errors import UserError
+from diffusion_reward.rewards.base import RewardModel, load_reward_model
+from diffusion_reward.rewards.combine import combine_rewards, default_alpha
+from diffusion_reward.rl.replay import ReplayBuffer
+from diffusion_reward.utils.checkpoint import load_tensors, save_tensors
+
+METHODS = ("diffusion", "viper", "amp", "rnd", "sparse", "motion")
+OFFLINE_METHODS = ("diffusion", "viper", "motion")
+
+
+class Bonus:
+    """An online model used as a reward term: which model, which term, which observations it reads."""
+
+    def __init__(self, name: str, model: Any, reads_frames: bool):
+        self.name = name  # "model" or "rnd": the term it fills
+        self.model = model
+        self.reads_frames = reads_frames
+
+    def values(self, step_obs: torch.Tensor) -> torch.Tensor:
+        """The bonus of every step of a ``(B, n, ...)`` batch of observations -> ``(B, n)``."""
+        b, n = step_obs.shape[:2]
+        flat = step_obs.reshape(b * n, *step_obs.shape[2:])
+        if self.reads_frames:
+            flat = flat[:, -3:]  # the newest frame of a stacked observation
+        return self.model.bonus(flat).reshape(b, n).float()
+
+    def update(self, next_obs: torch.Tensor) -> dict[str, float]:
+        if self.reads_frames:
+            next_obs = next_obs[:, -3:]
+        return self.model.update({"next_obs": next_obs})
+
+
+class RewardTerms:
+    """Builds the per-episode components and the sample-time reward of a run; see the module docstring.
+
+    ``model``: an offline reward model (per-episode term) or ``None``; ``bonuses``: the online
+    terms. Use :func:`build_reward_terms` to make one from a run's settings.
+    """
+
+    def __init__(self, method: str, alpha: float, model: RewardModel | None, bonuses: list[Bonus],
+                 pixels: bool):
+        if not 0.0 <= alpha <= 1.0:
+            raise UserError(f"alpha (the RND weight) must be in [0, 1], got {alpha}")
+        if model is not None and model.is_online:
+            raise ValueError("an online reward model is a Bonus, not the per-episode model")
+        self.method = method
+        self.alpha = float(alpha)
+        self.model = model
+        self.bonuses = bonuses
+        self.pixels = pixels
+
+    # ---- what the loop needs to provide --------------------------------------------------------
+    @property
+    def needs_episode_frames(self) -> bool:
+        """Whether finished episodes must come with their frames (an offline model scores them)."""
+        return self.model is not None
+
+    @property
+    def needs_frame_replay(self) -> bool:
+        """Whether a state run must keep a replay of frames for a bonus that reads frames."""
+        return not self.pixels and any(b.reads_frames for b in self.bonuses)
+
+    # ---- per episode ---------------------------------------------------------------------------
+    def episode_components(self, frames: np.ndarray | None, steps: int) -> dict[str, np.ndarray]:
+        """Replay components of a finished episode of ``steps`` steps: ``{"model": rewards[1:]}`` for
+        an offline model (``frames``: uint8 ``(steps + 1, H, W, 3)``), else nothing."""
+        if self.model is None:
+            return {}
+        if frames is None or len(frames) != steps + 1:
+            raise ValueError(f"an episode of {steps} steps needs {steps + 1} frames for the reward model, "
+                             f"got {None if frames is None else len(frames)}")
+        rewards = np.asarray(self.model.rewards(frames), dtype=np.float32)
+        return {"model": rewards[1:]}
+
+    # ---- per sampled batch ---------------------------------------------------------------------
+    def sample(self, replay: ReplayBuffer, generator: np.random.Generator, batch_size: int,
+               device: torch.device | str, frame_replay: ReplayBuffer | None = None,
+               update: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Sample an n-step batch with the composed reward; then train the online models on it.
+
+        Returns the batch (``reward`` is the discounted sum of the composed per-step reward) and
+        metrics: the mean per-step weighted terms ``reward/model``, ``reward/rnd``,
+        ``reward/sparse``, ``reward/total`` and the online models' update metrics.
+        """
+        frame_batch = None
+        if self.needs_frame_replay:
+            if frame_replay is None:
+                raise ValueError("this reward reads frames in a state run: pass the frame replay")
+            frame_batch = frame_replay.sample(batch_size, copy.deepcopy(generator), device=device,
+                                              with_step_obs=True)
+        terms: dict[str, torch.Tensor] = {}
+        reward_fn = self._reward_fn(frame_batch, terms) if (self.model is not None or self.bonuses) else None
+        batch = replay.sample(batch_size, generator, reward_fn=reward_fn, device=device)
+        if frame_batch is not None and not torch.equal(frame_batch["action"], batch["action"]):
+            raise RuntimeError("the frame replay fell out of step with the state replay")
+        if not terms:
+            terms = {"reward/sparse": batch["step_reward"], "reward/total": batch["step_reward"]}
+        mask = batch["step_mask"]
+        metrics = {key: float((value * mask).sum() / mask.sum().clamp(min=1)) for key, value in terms.items()}
+        if update:
+            for bonus in self.bonuses:
+                source = frame_batch if (bonus.reads_frames and frame_batch is not None) else batch
+                metrics.update(bonus.update(source["next_obs"]))
+        return batch, metrics
+
+    def _reward_fn(self, frame_batch: dict[str, torch.Tensor] | None,
+                   terms: dict[str, torch.Tensor]) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        def reward_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            values: dict[str, torch.Tensor] = {}
+            if self.model is not None:
+                values["model"] = batch["component/model"]
+            for bonus in self.bonuses:
+                source = frame_batch if (bonus.reads_frames and frame_batch is not None) else batch
+                values[bonus.name] = bonus.values(source["step_next_obs"]).to(batch["step_reward"].device)
+            parts = combine_rewards(values.get("model"), values.get("rnd"), batch["step_reward"], alpha=self.alpha)
+            terms.update(parts)
+            return parts["reward/model"] + parts["reward/rnd"]
+
+        return reward_fn
+
+    # ---- resume --------------------------------------------------------------------------------
+    def save_state(self, directory: str | Path) -> None:
+        """Write every online model's weights, statistics, optimizer and generators to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for bonus in self.bonuses:
+            model = bonus.model
+            tensors = {f"state.{k}": v for k, v in model.state_tensors().items()}
+            for attr, value in vars(model).items():
+                if isinstance(value, torch.Generator):
+                    tensors[f"generator.{attr}"] = value.get_state()
+            save_tensors(directory / f"{bonus.name}.safetensors", tensors)
+            optimizer = getattr(model, "optimizer", None)
+            if optimizer is not None:
+                buffer = io.BytesIO()
+                torch.save(optimizer.state_dict(), buffer)
+                (directory / f"{bonus.name}-optimizer.pt").write_bytes(buffer.getvalue())
+
+    def load_state(self, directory: str | Path) -> None:
+        """Restore what :meth:`save_state` wrote (the models must have been built the same way)."""
+        directory = Path(directory)
+        for bonus in self.bonuses:
+            model = bonus.model
+            path = directory / f"{bonus.name}.safetensors"
+            tensors = load_tensors(path)
+            model.load_state_tensors({k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")},
+                                     source=str(path))
+            for key, value in tensors.items():
+                if key.startswith("generator."):
+                    getattr(model, key[len("generator."):]).set_state(value)
+            optimizer = getattr(model, "optimizer", None)
+            if optimizer is not None:
+                state = torch.load(directory / f"{bonus.name}-optimizer.pt", map_location=model.device,
+                                   weights_only=True)
+                optimizer.load_state_dict(state)
+
+    def describe(self) -> str:
+        parts = [f"sparse"]
+        if self.model is not None:
+            parts.append(f"{1 - self.alpha:g} x {self.model.kind} (per episode)")
+        for bonus in self.bonuses:
+            weight = self.alpha if bonus.name == "rnd" else 1 - self.alpha
+            source = "frames" if bonus.reads_frames else "states"
+            parts.append(f"{weight:g} x {bonus.model.kind} on {source} (per batch, trained online)")
+        return " + ".join(parts)
+
+
+def resolve_alpha(method: str, alpha: float | None) -> float:
+    """``alpha`` when given, else the method's default (:func:`default_alpha`)."""
+    if alpha is not None:
+        return float(alpha)
+    return default_alpha(method)
+
+
+def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim: int, task: str,
+                       reward_model: str | None = None, expert_data: str | None = None,
+                       alpha: float | None = None, bonus_preset: str = "paper", rnd_input: str = "auto",
+                       seed: int = 0, device: str | torch.device = "cpu",
+                       warn: Callable[[str], None] | None = None) -> RewardTerms:
+    """The :class:`RewardTerms` of ``method`` for a run (see ``train-rl --help`` for the methods).
+
+    ``reward_model`` is a directory saved with ``save_pretrained`` (required for diffusion, viper
+    and motion; optional for amp and rnd, whose saved weights are then the starting point);
+    ``expert_data`` the dataset whose expert frames AMP's discriminator learns from. An RND
+    bonus is added whenever ``alpha > 0``.
+    """
+    from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS
+    from diffusion_reward.rewards.amp import AMPReward
+    from diffusion_reward.rewards.rnd import PRESETS as RND_PRESETS
+    from diffusion_reward.rewards.rnd import RNDReward
+    from diffusion_reward.rl.state_rnd import PRESETS as STATE_RND_PRESETS
+    from diffusion_reward.rl.state_rnd import StateRND
+
+    alpha = resolve_alpha(method, alpha)
+    if rnd_input not in ("auto", "state", "pixels"):
+        raise UserError(f"rnd_input must be auto, state or pixels, got {rnd_input!r}")
+    if pixels and rnd_input == "state":
+        raise UserError("rnd_input=state needs a state run (--obs state): a pixel run has no state in its replay")
+    for name, presets in (("bonus preset", RND_PRESETS),):
+        if bonus_preset not in presets:
+            raise UserError(f"unknown {name} {bonus_preset!r}; expected one of {sorted(presets)}")
+    rnd_on_frames = pixels or rnd_input == "pixels"
+    device = torch.device(device)
+
+    def check_size(model: RewardModel, where: str) -> None:
+        if model.image_size is not None and model.image_size != image_size:
+            raise UserError(f"{where}: the reward model reads {model.image_size}x{model.image_size} frames but the "
+                            f"run renders {image_size}x{image_size}; pass --image-size {model.image_size}")
+
+    loaded = None
+    if reward_model is not None:
+        if method == "sparse":
+            raise UserError("--reward sparse uses the environment's success signal only; drop --reward-model")
+        loaded = load_reward_model(reward_model, device=device)
+        check_size(loaded, reward_model)
+        expected = {"diffusion": "diffusion", "viper": "viper", "amp": "amp", "rnd": "rnd", "motion": "motion"}
+        if method in expected and loaded.kind != expected[method] and warn is not None:
+            warn(f"{reward_model} holds a {loaded.kind!r} reward model; using it as the {method!r} reward")
+
+    model: RewardModel | None = None
+    bonuses: list[Bonus] = []
+    if method == "sparse":
+        pass
+    elif method == "rnd":
+        if loaded is not None and loaded.kind != "rnd":
+            raise UserError(f"{reward_model}: --reward rnd needs an RND model, the directory holds "
+                            f"{loaded.kind!r}")
+    elif method == "amp":
+        if loaded is not None:
+            if not loaded.is_online:
+                raise UserError(f"{reward_model}: --reward amp needs an AMP model, the directory holds "
+                                f"{loaded.kind!r}")
+            amp = loaded
+            if expert_data is None:
+                raise UserError("--reward amp keeps training its discriminator during RL: pass --expert-data "
+                                "DATASET (the expert episodes of this task)")
+            _attach_expert(amp, expert_data, task)
+        else:
+            if expert_data is None:
+                raise UserError("--reward amp needs --expert-data DATASET (expert episodes of this task) to build "
+                                "its discriminator, or --reward-model DIR of a saved AMP model plus --expert-data")
+            config = AMP_PRESETS[bonus_preset]
+            import dataclasses
+
+            amp = AMPReward(dataclasses.replace(config, image_size=image_size, seed=seed), device=device)
+            _attach_expert(amp, expert_data, task)
+        bonuses.append(Bonus("model", amp, reads_frames=True))
+    else:
+        if loaded is None:
+            raise UserError(f"--reward {method} needs --reward-model DIR: a reward model saved with save_pretrained "
+                            "(for diffusion and viper, the output of fit-reward)")
+        if loaded.is_online:
+            bonuses.append(Bonus("model", loaded, reads_frames=True))
+        else:
+            model = loaded
+
+    if alpha > 0:
+        import dataclasses
+
+        if method == "rnd" and loaded is not None:
+            rnd: Any = loaded
+            if not rnd_on_frames:
+                raise UserError(f"{reward_model}: a saved RND model reads frames; in a state run pass --rnd-input "
+                                "pixels to use it, or drop --reward-model")
+        elif rnd_on_frames:
+            rnd = RNDReward(dataclasses.replace(RND_PRESETS[bonus_preset], image_size=image_size, seed=seed),
+                            device=device)
+        else:
+            rnd = StateRND(state_dim, dataclasses.replace(STATE_RND_PRESETS[bonus_preset], seed=seed), device=device)
+        bonuses.append(Bonus("rnd", rnd, reads_frames=rnd_on_frames))
+    elif method == "rnd":
+        raise UserError("--reward rnd with --alpha 0 leaves no RND bonus; use --reward sparse instead")
+    return RewardTerms(method, alpha, model, bonuses, pixels)
+
+
+def _attach_expert(amp: Any, expert_data: str, task: str) -> None:
+    try:
+        amp.attach_expert(expert_data, task=task)
+    except UserError as exc:
+        raise UserError(f"--expert-data {expert_data}: {exc}") from None
+
+
+def describe_terms(terms: Mapping[str, float]) -> str:
+    return ", ".join(f"{k.split('/', 1)[1]}={v:.3g}" for k, v in terms.items())
