@@ -37,7 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="environment frames to train for (agent steps x action repeat; "
                                           "default: 1000000)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="do not show a progress bar")
-    add_config_args(parser, RLConfig, skip=("num_train_frames",))
+    parser.add_argument("--task", default=None, help="task to learn: a MetaWorld 3.x name such as reach-v3, or "
+                                                    "door, hammer, pen (required unless resuming)")
+    parser.add_argument("--reward", default=None, metavar="METHOD",
+                        help="reward method: diffusion or viper (need --reward-model), amp (needs --expert-data), "
+                             "rnd, sparse, or any reward kind saved in --reward-model such as motion (required "
+                             "unless resuming)")
+    add_config_args(parser, RLConfig, skip=("num_train_frames", "task", "reward"))
     group = parser.add_argument_group("DrQ-v2 agent", "hyperparameters of the agent (defaults: the preset's)")
     add_config_args(group, DrQV2Config, prefix="agent_", skip=("obs_type", "frame_stack"))
 

@@ -261,7 +261,7 @@ class _Episode:
 class _Clock:
     """Seconds spent per part of the loop, in total and since the last report."""
 
-    PARTS = ("act", "update", "env_wait", "reward", "eval", "checkpoint")
+    PARTS = ("act", "sample", "update", "env_wait", "reward", "eval", "checkpoint")
 
     def __init__(self) -> None:
         self.total = dict.fromkeys(self.PARTS, 0.0)
@@ -396,9 +396,20 @@ class RLRun:
                                                      else ""))
         if self.last_eval_frame is None:
             self.evaluate()
+        if self.global_frame < cfg.num_train_frames:
+            self._train()
+        if self.last_eval_frame != self.global_frame:
+            self.evaluate()
+        if self._checkpoint_frame() != self.global_frame:
+            self.save_checkpoint()
+        self._plot()
+        return self.result()
+
+    def _train(self) -> None:
+        """Agent steps until the episode that reaches ``num_train_frames`` ends."""
+        cfg = self.config
         bar = self._progress_bar()
-        start = time.perf_counter()
-        report_start, report_frame = start, self.global_frame
+        report_start, report_frame = time.perf_counter(), self.global_frame
         update_metrics: list[dict[str, float]] = []
         update_every = cfg.agent.update_every_steps
         try:
@@ -413,8 +424,7 @@ class RLRun:
                 if (self.global_frame >= cfg.num_seed_frames and self.global_step % update_every == 0
                         and self.replay.num_samplable > 0):
                     update_metrics.append(self._update())
-                    tick, tock = tock, time.perf_counter()
-                    self.clock.add("update", tock - tick)
+                    tock = time.perf_counter()
                 step = self.env.step_wait()
                 self.clock.add("env_wait", time.perf_counter() - tock)
                 self.global_step += 1
@@ -425,18 +435,19 @@ class RLRun:
                     bar.update(cfg.action_repeat)
                 if not step.done:
                     continue
+                # One report per episode; its interval runs from the previous episode's end (and so
+                # includes that boundary's scoring, evaluation and checkpoint).
+                now = time.perf_counter()
+                seconds, frames = now - report_start, self.global_frame - report_frame
+                report_start, report_frame = now, self.global_frame
+                self.elapsed += seconds
                 finished = self.global_frame >= cfg.num_train_frames
-                eval_due = self._due(cfg.eval_every_frames, self.last_eval_frame)
-                if eval_due and not finished:
+                if self._due(cfg.eval_every_frames, self.last_eval_frame) and not finished:
                     self.evaluate()
                 self.episode += 1
                 if not finished:  # the reset runs in the worker while the episode is scored
                     self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._episode_frames)
-                now = time.perf_counter()
-                self.elapsed += now - start
-                start = now
-                self._finish_episode(episode, update_metrics, now - report_start, self.global_frame - report_frame)
-                report_start, report_frame = time.perf_counter(), self.global_frame
+                self._finish_episode(episode, update_metrics, seconds, frames)
                 update_metrics = []
                 if bar is not None:
                     bar.set_postfix_str(self._postfix(), refresh=False)
@@ -448,12 +459,6 @@ class RLRun:
         finally:
             if bar is not None:
                 bar.close()
-        if self.last_eval_frame != self.global_frame:
-            self.evaluate()
-        if self._checkpoint_frame() != self.global_frame:
-            self.save_checkpoint()
-        self._plot()
-        return self.result()
 
     def _due(self, every: int, last: int | None) -> bool:
         """Whether a multiple of ``every`` frames was passed since frame ``last`` (``None``: frame 0)."""
@@ -478,9 +483,13 @@ class RLRun:
         return None
 
     def _update(self) -> dict[str, float]:
+        tick = time.perf_counter()
         batch, metrics = self.terms.sample(self.replay, self.sampler, self.config.agent.batch_size, self.device,
                                            frame_replay=self.frame_replay)
+        tock = time.perf_counter()
+        self.clock.add("sample", tock - tick)
         metrics.update(self.agent.update(batch, self.global_step))
+        self.clock.add("update", time.perf_counter() - tock)
         self.updates += 1
         return metrics
 

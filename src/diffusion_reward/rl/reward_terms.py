@@ -28,9 +28,10 @@ copy of the same generator, so both draw the same transitions; checked on every 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,9 +41,6 @@ from diffusion_reward.rewards.base import RewardModel, load_reward_model
 from diffusion_reward.rewards.combine import combine_rewards, default_alpha
 from diffusion_reward.rl.replay import ReplayBuffer
 from diffusion_reward.utils.checkpoint import load_tensors, save_tensors
-
-METHODS = ("diffusion", "viper", "amp", "rnd", "sparse", "motion")
-OFFLINE_METHODS = ("diffusion", "viper", "motion")
 
 
 class Bonus:
@@ -192,7 +190,7 @@ class RewardTerms:
                 optimizer.load_state_dict(state)
 
     def describe(self) -> str:
-        parts = [f"sparse"]
+        parts = ["sparse"]
         if self.model is not None:
             parts.append(f"{1 - self.alpha:g} x {self.model.kind} (per episode)")
         for bonus in self.bonuses:
@@ -233,9 +231,8 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
         raise UserError(f"rnd_input must be auto, state or pixels, got {rnd_input!r}")
     if pixels and rnd_input == "state":
         raise UserError("rnd_input=state needs a state run (--obs state): a pixel run has no state in its replay")
-    for name, presets in (("bonus preset", RND_PRESETS),):
-        if bonus_preset not in presets:
-            raise UserError(f"unknown {name} {bonus_preset!r}; expected one of {sorted(presets)}")
+    if bonus_preset not in RND_PRESETS:
+        raise UserError(f"unknown bonus preset {bonus_preset!r}; expected one of {sorted(RND_PRESETS)}")
     rnd_on_frames = pixels or rnd_input == "pixels"
     device = torch.device(device)
 
@@ -276,10 +273,8 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
             if expert_data is None:
                 raise UserError("--reward amp needs --expert-data DATASET (expert episodes of this task) to build "
                                 "its discriminator, or --reward-model DIR of a saved AMP model plus --expert-data")
-            config = AMP_PRESETS[bonus_preset]
-            import dataclasses
-
-            amp = AMPReward(dataclasses.replace(config, image_size=image_size, seed=seed), device=device)
+            amp = AMPReward(dataclasses.replace(AMP_PRESETS[bonus_preset], image_size=image_size, seed=seed),
+                            device=device)
             _attach_expert(amp, expert_data, task)
         bonuses.append(Bonus("model", amp, reads_frames=True))
     else:
@@ -292,8 +287,6 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
             model = loaded
 
     if alpha > 0:
-        import dataclasses
-
         if method == "rnd" and loaded is not None:
             rnd: Any = loaded
             if not rnd_on_frames:
@@ -315,7 +308,3 @@ def _attach_expert(amp: Any, expert_data: str, task: str) -> None:
         amp.attach_expert(expert_data, task=task)
     except UserError as exc:
         raise UserError(f"--expert-data {expert_data}: {exc}") from None
-
-
-def describe_terms(terms: Mapping[str, float]) -> str:
-    return ", ".join(f"{k.split('/', 1)[1]}={v:.3g}" for k, v in terms.items())
