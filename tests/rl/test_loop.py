@@ -153,22 +153,30 @@ def _same_run(a: Path, b: Path, columns=("episode_return", "critic_loss", "actor
     assert read_csv(a / "eval.csv") == read_csv(b / "eval.csv")
 
 
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(c) for c in path.read_text().split()} if path.exists() else set()
+
+
 def test_killed_run_resumes_exactly(tmp_path, motion_dir):
-    """SIGKILL a real training process mid-run; --resume continues to the same weights, replay and metrics
-    as a run that was never interrupted (the learned reward renders in the worker, RND trains online)."""
+    """SIGKILL a real training process (environment in a worker) mid-run: the worker exits with it, and
+    --resume continues to the same weights, replay and metrics as a run that was never interrupted (the
+    learned reward renders every frame, RND trains online)."""
     flags = ["--task", "reach-v3", "--reward", "diffusion", "--reward-model", str(motion_dir), "--obs", "state",
              "--seed", "3"]
     reference = tmp_path / "reference"
-    run_cli(reference, *flags, "--frames", "500")
+    run_cli(reference, *flags, "--frames", "500", "--no-env-worker")
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "diffusion_reward.cli", "train-rl", *TINY_FLAGS, "--run-dir", str(killed),
-               *flags, "--frames", "100000"]
+               *flags, "--frames", "100000", "--env-worker"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children: set[int] = set()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and process.poll() is None:
+            children |= _children(process.pid)
             done = checkpoint_dirs(killed)
             if done and int(done[-1].name.split("-")[1]) >= 200:
                 break
@@ -179,8 +187,14 @@ def test_killed_run_resumes_exactly(tmp_path, motion_dir):
         process.wait()
     stopped_at = int(checkpoint_dirs(killed)[-1].name.split("-")[1])
     assert 200 <= stopped_at < 500
+    assert children, "the environment worker process was not found"
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{c}").exists() for c in children), "a worker outlived the killed run"
 
-    run_cli(killed, "--resume", "--frames", "500")  # the other settings come from the run's config.json
+    # the other settings come from the run's config.json; where the environment steps may change
+    run_cli(killed, "--resume", "--frames", "500", "--no-env-worker")
     _same_run(reference, killed)
 
 

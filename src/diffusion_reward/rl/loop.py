@@ -107,8 +107,9 @@ class RLConfig:
     rnd_input: Literal["auto", "state", "pixels"] = option(
         "auto", "what the RND bonus reads: auto = what the agent sees (frames in a pixel run, the state vector in a "
                 "state run), or 'pixels' in a state run (frames are then rendered and kept for it)")
-    env_worker: bool = option(True, "step and render the environment in a worker process, overlapping the network "
-                                    "updates (results are identical either way)")
+    env_worker: bool | None = option(
+        None, "step the environment in a worker process that overlaps the network updates (results are identical "
+              "either way); default: when frames are rendered every step and at least 2 CPUs are available")
     render_threads: int = option(1, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
                                     "frames; 0 leaves the environment's setting")
     learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
@@ -185,6 +186,24 @@ def episode_seed(seed: int, stream: str, index: int) -> int:
     streams = {"train": 0, "eval": 1}
     sequence = np.random.SeedSequence([int(seed) % 2**32, streams[stream], int(index)])
     return int(sequence.generate_state(1, np.uint32)[0])
+
+
+def renders_every_step(config: RLConfig) -> bool:
+    """Whether training renders a frame at every step: pixel observations, or a state run whose reward reads
+    frames (a learned model, AMP, or RND on pixels)."""
+    from diffusion_reward.rl.reward_terms import resolve_alpha
+
+    if config.obs == "pixels":
+        return True
+    rnd_on_frames = config.rnd_input == "pixels" and resolve_alpha(config.reward, config.alpha) > 0
+    return config.reward not in ("sparse", "rnd") or rnd_on_frames
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
@@ -347,7 +366,9 @@ class RLRun:
         self.device = resolve_device(cfg.device)
         self.env_spec = EnvSpec(task=cfg.task, pixels=self.pixels, image_size=cfg.image_size, camera=cfg.camera,
                                 action_repeat=cfg.action_repeat, max_episode_steps=cfg.max_episode_steps)
-        self.env = make_runner(self.env_spec, cfg.env_worker, cfg.render_threads)
+        self.renders = renders_every_step(cfg)
+        self.use_worker = cfg.env_worker if cfg.env_worker is not None else (self.renders and available_cpus() >= 2)
+        self.env = make_runner(self.env_spec, self.use_worker, cfg.render_threads)
         try:
             info = self.env.info
             obs_shape = info.obs_shape
@@ -363,6 +384,8 @@ class RLRun:
         except BaseException:
             self.env.close()
             raise
+        rendered = self.pixels or self.terms.needs_episode_frames or self.terms.needs_frame_replay
+        assert rendered == self.renders, "renders_every_step disagrees with the reward terms"
         agent_cfg = cfg.agent
         self.replay = ReplayBuffer(cfg.replay_capacity, nstep=agent_cfg.nstep, discount=agent_cfg.discount)
         self.frame_replay = (ReplayBuffer(cfg.replay_capacity, nstep=agent_cfg.nstep, discount=agent_cfg.discount)
@@ -391,9 +414,10 @@ class RLRun:
     # ---- the loop ----------------------------------------------------------------------------
     def fit(self) -> RLResult:
         cfg = self.config
+        where = "a worker process" if self.use_worker else "this process"
         self.log(f"{self.run_dir}: {cfg.task}, {cfg.obs} observations, reward = {self.terms.describe()}; "
-                 f"{cfg.num_train_frames} frames" + (f", resumed at frame {self.global_frame}" if self.checkpoint
-                                                     else ""))
+                 f"{cfg.num_train_frames} frames; environment in {where}"
+                 + (f"; resumed at frame {self.global_frame}" if self.checkpoint else ""))
         if self.last_eval_frame is None:
             self.evaluate()
         if self.global_frame < cfg.num_train_frames:
