@@ -218,3 +218,7 @@ def test_resume_refuses_changed_settings_and_reused_directories(tmp_path):
         train(dataclasses.replace(PRESETS["tiny"], obs="state"), run_dir, progress=False)
     assert cli.main(["train-rl", "--resume", "--run-dir", str(run_dir), "--seed", "5", "--no-progress"]) == 2
     assert cli.main(["train-rl", "--task", "reach-v3", "--no-progress"]) == 2  # --reward missing
+    bad = tmp_path / "bad"
+    assert cli.main(["train-rl", *TINY_FLAGS, "--run-dir", str(bad), "--task", "reach-v3", "--reward", "diffusion",
+                     "--reward-model", str(tmp_path / "missing"), "--obs", "state"]) == 2
+    assert not bad.exists(), "a run that could not start leaves no run directory behind"

@@ -30,6 +30,14 @@ Run directory (``runs/<task>__<reward>__<seed>__<time>`` unless given)::
     checkpoints/frame-<N>/                agent + optimizers, replay, online reward models,
                                           RNG states, counters (the newest one is kept)
 
+Processes and threads. When frames are rendered at every step (pixel runs, or state runs whose
+reward reads frames) and two or more CPUs are available, the environment steps and renders in a
+worker process while the networks update (``env_worker``; results are identical either way). The
+worker is started with ``spawn``, so a script that calls :func:`train` needs the usual
+``if __name__ == "__main__":`` guard. The renderer gets ``render_threads`` llvmpipe threads and the
+learner ``learner_threads`` PyTorch threads (1 each by default: on a small shared machine a second
+intra-op thread made updates several times slower, see ``benchmarks/rl_throughput.py``).
+
 Resume. A run killed at any moment continues from its newest checkpoint with
 ``train(..., resume=True)`` (``--resume``): the agent (weights, Adam moments, its generator),
 the replay, the online reward models (weights, statistics, optimizers, generators), the replay
@@ -318,6 +326,12 @@ class RLRun:
             torch.set_num_threads(cfg.learner_threads)
         self.clock = _Clock()
         self._build()
+        # Written only once everything is built, so that a mistyped setting leaves no run directory behind.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / "config.json", to_dict(self.config))
+        for stale in (self.run_dir / CHECKPOINT_DIR).glob(".frame-*"):  # a checkpoint cut short by a kill
+            shutil.rmtree(stale, ignore_errors=True)
+        self.writer = MetricsWriter(self.run_dir, tensorboard=cfg.tensorboard)
 
     # ---- set-up ------------------------------------------------------------------------------
     def _prepare_run_dir(self, config: RLConfig, resume: bool) -> RLConfig:
@@ -341,11 +355,6 @@ class RLRun:
         elif resume:
             self.log(f"{self.run_dir}: no checkpoint to resume from; starting the run from the beginning")
             self._clear_outputs()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp_dirs = (self.run_dir / CHECKPOINT_DIR).glob(".frame-*") if (self.run_dir / CHECKPOINT_DIR).is_dir() else []
-        for stale in tmp_dirs:  # a checkpoint being written when the run was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        atomic_write_json(stored_path, to_dict(resolved))
         return resolved
 
     def _clear_outputs(self) -> None:
@@ -399,8 +408,11 @@ class RLRun:
         self.last_success = float("nan")
         self.elapsed = 0.0
         if self.checkpoint is not None:
-            self._load_checkpoint(self.checkpoint)
-        self.writer = MetricsWriter(self.run_dir, tensorboard=cfg.tensorboard)
+            try:
+                self._load_checkpoint(self.checkpoint)
+            except BaseException:
+                self.env.close()
+                raise
 
     @property
     def global_frame(self) -> int:
