@@ -32,17 +32,19 @@ def squares_episode(seed: int, length: int = 12, size: int = 64) -> Episode:
     return Episode(frames=frames)
 
 
-def make_squares(root, train: int = 3, test: int = 1, length: int = 12):
+def make_squares(root, train: int = 3, test: int = 1, length: int = 12, random: int = 0):
+    """Expert episodes (train and test) and ``random`` test episodes of another policy."""
     writer = DatasetWriter(root, {"image_size": 64})
-    for i in range(train + test):
-        writer.add(squares_episode(i, length), task="squares", policy="expert", split="train" if i < train else "test",
+    for i in range(train + test + random):
+        policy = "expert" if i < train + test else "random"
+        writer.add(squares_episode(i, length), task="squares", policy=policy, split="train" if i < train else "test",
                    seed=i, source="synthetic")
     return root
 
 
 @pytest.fixture(scope="module")
 def squares(tmp_path_factory):
-    return make_squares(tmp_path_factory.mktemp("data") / "squares")
+    return make_squares(tmp_path_factory.mktemp("data") / "squares", random=1)
 
 
 def _loop(tmp_path, name, **kw):
@@ -61,9 +63,11 @@ def test_train_codec_command_writes_a_loadable_model(squares, tmp_path, capsys) 
     codec = VQGAN.from_pretrained(out)
     assert codec.config.codebook_size == 128 and codec.config.token_grid == 8
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("train/psnr", "test/psnr", "train/codebook_usage", "test/codebook_usage", "test/perplexity"):
+    for key in ("train/psnr", "test/psnr", "train/codebook_usage", "test/codebook_usage", "test/perplexity",
+                "test_random/psnr"):
         assert np.isfinite(metrics[key]), key
-    assert metrics["steps"] == 4 and metrics["test_frames"] == 12 and metrics["train_frames"] == 36
+    assert metrics["steps"] == 4 and metrics["test_episodes"] == 1 and metrics["train_frames"] == 36
+    assert metrics["test/frames"] == 12 and metrics["test_random/frames"] == 12
     assert codec.extra["metrics"]["test/psnr"] == metrics["test/psnr"]
     grid = np.asarray(Image.open(out / "reconstructions.png"))
     assert grid.shape == (2 * 64 * 2, 8 * 64 * 2, 3)  # originals over reconstructions, 8 held-out frames, 2x
@@ -110,7 +114,8 @@ def test_every_option_has_help() -> None:
 
 
 def test_frame_and_window_datasets(squares) -> None:
-    frames = load_frames(squares, split="test")
+    assert load_frames(squares, split="test").shape == (24, 64, 64, 3)
+    frames = load_frames(squares, split="test", policy="expert")
     assert frames.shape == (12, 64, 64, 3) and frames.dtype == np.uint8
     data = FrameDataset(frames)
     batch = data.get_batch(np.array([0, 5]))

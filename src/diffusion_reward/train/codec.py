@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from diffusion_reward.config import option, to_dict
-from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset
+from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_slug
 from diffusion_reward.models.codec.discriminator import PatchDiscriminator
 from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_discriminator_loss,
                                                   hinge_generator_loss, l1_loss)
@@ -57,7 +57,8 @@ class CodecTrainConfig:
                                 "default: <torch hub dir>/checkpoints/vgg16-397923af.pth")
     lpips_lin: str = option("", "LPIPS linear-layer weights for VGG (v0.1, lin0..lin4 keys); default: "
                                 "<torch hub dir>/checkpoints/lpips_vgg.pth or the lpips package's copy")
-    eval_frames: int = option(2048, "frames per split (train, test) for the final PSNR and codebook statistics")
+    eval_frames: int = option(1024, "frames for the final PSNR and codebook statistics on training and on "
+                                    "held-out frames (a quarter of that for each other policy's test episodes)")
     grid_frames: int = option(8, "held-out frames shown in reconstructions.png")
 
 
@@ -222,7 +223,9 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
 
     ``model_config`` / ``train_config`` / ``trainer_config`` default to the ``preset``'s; the run
     directory defaults to ``runs/codec-<preset>`` and the artefact to ``<run dir>/model``. The
-    held-out (``split=test``) frames give the held-out PSNR and the reconstruction grid.
+    held-out frames (``split=test`` episodes of the policies trained on) give the held-out PSNR
+    and the reconstruction grid; ``split=test`` episodes of other policies (random, noisy) are
+    evaluated apart (``test_<policy>/psnr``...). At most ``eval_frames`` frames per set.
     """
     log = get_logger()
     if preset not in PRESETS:
@@ -243,16 +246,29 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     if train_frames.shape[1:3] != (size, size):
         raise DatasetError(f"{', '.join(map(str, dataset.roots))}: frames are {train_frames.shape[2]}x"
                            f"{train_frames.shape[1]}, the codec expects {size}x{size} (--image-size)")
-    test_entries = dataset.select(split="test")
-    test_frames = load_frames(test_entries, split="test") if len(test_entries) else None
-    if test_frames is None:
-        log.warning("no split=test episodes: held-out PSNR is skipped and the grid shows training frames")
-    log.info(f"codec {preset}: {len(train_frames)} training frames from {len(dataset.select(split='train'))} "
-             f"episodes, {0 if test_frames is None else len(test_frames)} held-out frames "
-             f"(loaded in {time.perf_counter() - t_start:.1f}s)")
     rng = np.random.default_rng(trainer_config.seed)
-    held_out = test_frames if test_frames is not None else train_frames
-    periodic = held_out[np.sort(rng.choice(len(held_out), min(256, len(held_out)), replace=False))]
+
+    def subsample(frames: np.ndarray, n: int) -> np.ndarray:
+        return frames[np.sort(rng.choice(len(frames), min(n, len(frames)), replace=False))]
+
+    # held out = split=test episodes of the policies trained on; other policies are reported apart
+    policies = sorted({e["policy"] for e in dataset.select(split="train").entries})
+    evals: dict[str, np.ndarray] = {"train": subsample(train_frames, train_config.eval_frames)}
+    held = dataset.select(split="test", policy=policies)
+    if len(held):
+        evals["test"] = subsample(load_frames(held, split="test"), train_config.eval_frames)
+    else:
+        log.warning("no split=test episodes of the training policies: held-out PSNR is skipped and the grid "
+                    "shows training frames")
+    for policy in sorted(set(dataset.select(split="test").policies) - set(policies)):
+        frames = load_frames(dataset, split="test", policy=policy)
+        evals[f"test_{policy_slug(policy)}"] = subsample(frames, max(1, train_config.eval_frames // 4))
+    log.info(f"codec {preset}: {len(train_frames)} training frames from {len(dataset.select(split='train'))} "
+             f"episodes ({', '.join(policies)}); held-out episodes: {len(held)}"
+             f"{'; other policies: ' + ', '.join(k[5:] for k in evals if k.startswith('test_')) if len(evals) > 2 else ''}"
+             f" (loaded in {time.perf_counter() - t_start:.1f}s)")
+    held_out = evals.get("test", evals["train"])
+    periodic = held_out[:256]
 
     seed_everything(trainer_config.seed)
     model = VQGAN(model_config)
@@ -267,12 +283,8 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
         if trainer.is_main:
             t_eval = time.perf_counter()
             with trainer.ema_weights():
-                for split, frames in (("train", train_frames), ("test", test_frames)):
-                    if frames is None:
-                        continue
-                    pick = np.sort(rng.choice(len(frames), min(train_config.eval_frames, len(frames)), replace=False))
-                    for k, v in evaluate_codec(model, frames[pick]).items():
-                        metrics[f"{split}/{k}"] = v
+                for split, frames in evals.items():
+                    metrics.update({f"{split}/{k}": v for k, v in evaluate_codec(model, frames).items()})
                 grid = reconstruction_grid(model, held_out[_evenly(len(held_out), train_config.grid_frames)])
             writer = MetricsWriter(run_dir, tensorboard=trainer_config.tensorboard)
             writer.log(trainer.step, {f"final/{k.replace('/', '_')}": v for k, v in metrics.items()})
@@ -281,7 +293,7 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
                             "eval_time_s": time.perf_counter() - t_eval, "preset": preset,
                             "parameters": model.num_parameters(), "precision": "bf16" if trainer_config.bf16 else "fp32",
                             "train_frames": len(train_frames),
-                            "test_frames": 0 if test_frames is None else len(test_frames),
+                            "test_episodes": len(held),
                             "datasets": [str(r) for r in dataset.roots], "run_dir": str(run_dir)})
         trainer.export(out, extra={"metrics": metrics} if metrics else None)
         if trainer.is_main:
@@ -293,7 +305,8 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     """The headline numbers of a codec run, one line."""
     parts = []
-    for split in ("train", "test"):
+    splits = sorted({k.split("/")[0] for k in metrics if k.endswith("/psnr")}, key=lambda s: (s != "train", s))
+    for split in splits:
         if f"{split}/psnr" in metrics:
             parts.append(f"{split}: PSNR {metrics[f'{split}/psnr']:.2f} dB, codebook usage "
                          f"{100 * metrics[f'{split}/codebook_usage']:.1f}%, perplexity {metrics[f'{split}/perplexity']:.0f}")
