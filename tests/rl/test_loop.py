@@ -114,7 +114,8 @@ def test_every_reward_trains_through_the_cli_in_state_mode(tmp_path, reward, mot
 def test_pixel_run_stores_the_learned_reward_of_the_frame_each_step_reaches(tmp_path, motion_dir):
     run_dir = tmp_path / "run"
     run_cli(run_dir, "--task", "reach-v3", "--reward", "motion", "--reward-model", str(motion_dir), "--obs",
-            "pixels", "--frames", "200", "--num-seed-frames", "100")
+            "pixels", "--frames", "200", "--num-seed-frames", "100", "--eval-video-episodes", "1")
+    assert len(list((run_dir / "videos").glob("eval-*"))) == 2
     episodes = replay_episodes(final_checkpoint(run_dir))
     assert len(episodes) == 4
     motion = MotionReward()
@@ -201,8 +202,9 @@ def test_killed_run_resumes_exactly(tmp_path, motion_dir):
 def test_same_seed_repeats_and_the_worker_changes_nothing(tmp_path):
     flags = ["--task", "reach-v3", "--reward", "rnd", "--obs", "state", "--frames", "300"]
     run_cli(tmp_path / "local", *flags, "--seed", "1", "--no-env-worker")
-    run_cli(tmp_path / "worker", *flags, "--seed", "1", "--env-worker")
+    run_cli(tmp_path / "worker", *flags, "--seed", "1", "--env-worker", "--eval-video-episodes", "1")
     _same_run(tmp_path / "local", tmp_path / "worker")
+    assert len(list((tmp_path / "worker" / "videos").glob("eval-*"))) == 3  # rendered by the worker
     run_cli(tmp_path / "other", *flags, "--seed", "2", "--no-env-worker")
     first = replay_episodes(final_checkpoint(tmp_path / "local"))[0]
     other = replay_episodes(final_checkpoint(tmp_path / "other"))[0]

@@ -19,8 +19,11 @@ sets ``LP_NUM_THREADS`` in this process before making its environment, which onl
 if no OpenGL context was made in this process before.
 
 Frames. In pixel mode the observation is the frame. In state mode the agent sees the simulator's
-state, and a frame is rendered only for episodes reset with ``frames=True`` (the learned reward
-of a training episode, the video of an evaluation episode); otherwise nothing is rendered.
+state, and frames are rendered only for episodes reset with ``record=True`` (the learned reward
+of a training episode, the video of an evaluation episode), otherwise nothing is rendered; the
+episode's frames come back all at once from :meth:`episode_frames` at its end. The agent never
+needs them to act, so the worker renders each one *after* replying to its step: the render
+overlaps the learner's acting and updating at every step, not only at the steps that update.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import signal
 import traceback
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from diffusion_reward.envs.rendering import RenderSettings
+if TYPE_CHECKING:
+    from diffusion_reward.envs.rendering import RenderSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +52,7 @@ class EnvSpec:
     camera: str | None = None
     action_repeat: int = 2
     max_episode_steps: int | None = None
-    render: RenderSettings = dataclasses.field(default_factory=RenderSettings.fast)
+    render: RenderSettings | None = None  # None: RenderSettings.fast(), the project's default
 
     def make(self) -> Any:
         from diffusion_reward.envs import make_env
@@ -71,64 +76,63 @@ class EnvInfo:
 @dataclasses.dataclass
 class Step:
     """One agent step: the next observation, the sparse reward (summed over action repeats), whether
-    the task was solved at any repeat, the episode's end flags, and the frame reached (when asked)."""
+    the task was solved at any repeat, and the episode's end flags."""
 
     obs: np.ndarray
     reward: float
     success: bool
     terminated: bool
     truncated: bool
-    frame: np.ndarray | None = None
 
     @property
     def done(self) -> bool:
         return self.terminated or self.truncated
 
 
-@dataclasses.dataclass
-class Reset:
-    obs: np.ndarray
-    frame: np.ndarray | None = None
-
-
 class _Stepper:
-    """The environment and the frame logic shared by both runners (it runs where the env lives)."""
+    """The environment plus the frames of a recorded episode (it lives where the environment lives).
+
+    In a state run with ``record=True`` the frame reached by every step is rendered by
+    :meth:`record`, which the worker calls *after* replying: the agent never waits for these frames,
+    only the episode's end does.
+    """
 
     def __init__(self, spec: EnvSpec):
         self.spec = spec
         self.env = spec.make()
-        self.frames = False
+        self.frames: list[np.ndarray] | None = None
         self.info = EnvInfo(tuple(self.env.observation_space.shape), str(self.env.observation_space.dtype),
                             int(self.env.action_space.shape[0]), int(self.env.max_episode_steps),
                             self.env.task_spec.domain)
 
-    def _frame(self, obs: np.ndarray) -> np.ndarray | None:
-        if not self.frames:
-            return None
-        if self.spec.pixels:
-            return None  # the observation is the frame; the caller transposes it
-        return self.env.render_frame()
-
-    def reset(self, seed: int, frames: bool) -> Reset:
-        self.frames = frames
+    def reset(self, seed: int, record: bool) -> np.ndarray:
+        if record and self.spec.pixels:
+            raise ValueError("a pixel run's frames are its observations; record only state runs")
+        self.frames = [] if record else None
         obs, _ = self.env.reset(seed=int(seed))
-        return Reset(obs, self._frame(obs))
+        return obs
 
     def step(self, action: np.ndarray) -> Step:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return Step(obs, float(reward), bool(info["success"]), bool(terminated), bool(truncated), self._frame(obs))
+        return Step(obs, float(reward), bool(info["success"]), bool(terminated), bool(truncated))
+
+    def record(self) -> None:
+        """Render the frame of the current state into the recorded episode (when recording)."""
+        if self.frames is not None:
+            self.frames.append(self.env.render_frame())
+
+    def episode_frames(self) -> np.ndarray:
+        if not self.frames:
+            raise RuntimeError("no frames recorded: reset with record=True first")
+        return np.stack(self.frames)
 
     def close(self) -> None:
         self.env.close()
 
 
-def frame_of(spec: EnvSpec, obs: np.ndarray, frame: np.ndarray | None) -> np.ndarray | None:
-    """The ``(H, W, 3)`` frame of a step: the rendered one, or the pixel observation transposed."""
-    if frame is not None:
-        return frame
-    if spec.pixels:
-        return np.ascontiguousarray(obs.transpose(1, 2, 0))
-    return None
+def frames_from_obs(obs: Any) -> np.ndarray:
+    """``uint8 (T, H, W, 3)`` frames from pixel observations ``(T, 3, H, W)``."""
+    return np.ascontiguousarray(np.asarray(obs).transpose(0, 2, 3, 1))
 
 
 @contextlib.contextmanager
@@ -157,20 +161,21 @@ class LocalEnv:
         self._stepper = _Stepper(spec)
         self.info = self._stepper.info
         self._action: np.ndarray | None = None
-        self._seed: tuple[int, bool] | None = None
+        self._reset: tuple[int, bool] | None = None
 
-    def reset_async(self, seed: int, frames: bool = False) -> None:
-        self._seed = (seed, frames)
+    def reset_async(self, seed: int, record: bool = False) -> None:
+        self._reset = (seed, record)
 
-    def reset_wait(self) -> Reset:
-        if self._seed is None:
+    def reset_wait(self) -> np.ndarray:
+        if self._reset is None:
             raise RuntimeError("reset_wait without reset_async")
-        seed, frames = self._seed
-        self._seed = None
-        return self._stepper.reset(seed, frames)
+        (seed, record), self._reset = self._reset, None
+        obs = self._stepper.reset(seed, record)
+        self._stepper.record()
+        return obs
 
-    def reset(self, seed: int, frames: bool = False) -> Reset:
-        self.reset_async(seed, frames)
+    def reset(self, seed: int, record: bool = False) -> np.ndarray:
+        self.reset_async(seed, record)
         return self.reset_wait()
 
     def step_async(self, action: np.ndarray) -> None:
@@ -180,11 +185,17 @@ class LocalEnv:
         if self._action is None:
             raise RuntimeError("step_wait without step_async")
         action, self._action = self._action, None
-        return self._stepper.step(action)
+        result = self._stepper.step(action)
+        self._stepper.record()
+        return result
 
     def step(self, action: np.ndarray) -> Step:
         self.step_async(action)
         return self.step_wait()
+
+    def episode_frames(self) -> np.ndarray:
+        """The frames of the episode recorded since the last ``reset(..., record=True)``, ``(T + 1, H, W, 3)``."""
+        return self._stepper.episode_frames()
 
     def close(self) -> None:
         self._stepper.close()
@@ -192,12 +203,15 @@ class LocalEnv:
 
 def _worker_main(conn: Any, spec: EnvSpec) -> None:
     """The worker process: build the environment, then answer commands until told to stop."""
+    # Ctrl-C reaches the whole process group; the parent handles it and closes the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         stepper = _Stepper(spec)
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
     conn.send(("ok", stepper.info))
+    failure = None  # a frame that failed to render after its reply: reported with the next reply
     try:
         while True:
             try:
@@ -207,16 +221,25 @@ def _worker_main(conn: Any, spec: EnvSpec) -> None:
             if command == "close":
                 return
             try:
+                if failure is not None:
+                    raise RuntimeError(f"rendering a recorded frame failed:\n{failure}")
                 if command == "step":
                     result: Any = stepper.step(arg)
                 elif command == "reset":
                     result = stepper.reset(*arg)
+                elif command == "frames":
+                    result = stepper.episode_frames()
                 else:
                     raise ValueError(f"unknown command {command!r}")
             except BaseException:
                 conn.send(("error", traceback.format_exc()))
                 continue
             conn.send(("ok", result))
+            if command in ("step", "reset"):
+                try:
+                    stepper.record()  # while the learner acts and updates
+                except BaseException:
+                    failure = traceback.format_exc()
     finally:
         stepper.close()
 
@@ -280,14 +303,14 @@ class WorkerEnv:
         self._pending = None
         return self._receive(command)
 
-    def reset_async(self, seed: int, frames: bool = False) -> None:
-        self._send("reset", (int(seed), bool(frames)))
+    def reset_async(self, seed: int, record: bool = False) -> None:
+        self._send("reset", (int(seed), bool(record)))
 
-    def reset_wait(self) -> Reset:
+    def reset_wait(self) -> np.ndarray:
         return self._wait("reset")
 
-    def reset(self, seed: int, frames: bool = False) -> Reset:
-        self.reset_async(seed, frames)
+    def reset(self, seed: int, record: bool = False) -> np.ndarray:
+        self.reset_async(seed, record)
         return self.reset_wait()
 
     def step_async(self, action: np.ndarray) -> None:
@@ -299,6 +322,12 @@ class WorkerEnv:
     def step(self, action: np.ndarray) -> Step:
         self.step_async(action)
         return self.step_wait()
+
+    def episode_frames(self) -> np.ndarray:
+        """The frames of the episode recorded since the last ``reset(..., record=True)``, ``(T + 1, H, W, 3)``
+        (the worker renders each one after answering its step, so here it only waits for the last)."""
+        self._send("frames", None)
+        return self._wait("frames")
 
     def close(self) -> None:
         """Stop the worker (idempotent): ask politely, then terminate it if it does not exit."""

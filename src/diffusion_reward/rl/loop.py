@@ -64,6 +64,7 @@ from diffusion_reward.config import from_dict, option, to_dict
 from diffusion_reward.errors import UserError
 from diffusion_reward.rl.drqv2 import PRESETS as AGENT_PRESETS
 from diffusion_reward.rl.drqv2 import DrQV2Agent, DrQV2Config
+from diffusion_reward.rl.env_worker import frames_from_obs
 from diffusion_reward.rl.replay import EPISODE_DIR, INDEX_NAME, ReplayBuffer
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
@@ -263,23 +264,19 @@ class _FrameStack:
 class _Episode:
     """The steps of the running episode, kept until it ends and enters the replay."""
 
-    def __init__(self, obs: np.ndarray, frame: np.ndarray | None):
+    def __init__(self, obs: np.ndarray):
         self.obs = [obs]
-        self.frames = [] if frame is None else [frame]
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
         self.success = False
         self.terminated = False
 
-    def add(self, action: np.ndarray, obs: np.ndarray, reward: float, success: bool, terminated: bool,
-            frame: np.ndarray | None) -> None:
+    def add(self, action: np.ndarray, obs: np.ndarray, reward: float, success: bool, terminated: bool) -> None:
         self.actions.append(action)
         self.obs.append(obs)
         self.rewards.append(reward)
         self.success = self.success or success
         self.terminated = terminated
-        if frame is not None:
-            self.frames.append(frame)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -419,7 +416,7 @@ class RLRun:
         return self.global_step * self.config.action_repeat
 
     @property
-    def _episode_frames(self) -> bool:
+    def _record(self) -> bool:
         """Whether training episodes must render frames besides the observation (state runs)."""
         return not self.pixels and (self.terms.needs_episode_frames or self.frame_replay is not None)
 
@@ -449,7 +446,7 @@ class RLRun:
         update_metrics: list[dict[str, float]] = []
         update_every = cfg.agent.update_every_steps
         try:
-            self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._episode_frames)
+            self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._record)
             episode = self._start_episode()
             while True:
                 tick = time.perf_counter()
@@ -464,9 +461,7 @@ class RLRun:
                 step = self.env.step_wait()
                 self.clock.add("env_wait", time.perf_counter() - tock)
                 self.global_step += 1
-                obs = self.stack.push(step.obs)
-                frame = self._frame(step.obs, step.frame)
-                episode.add(action, obs, step.reward, step.success, step.terminated, frame)
+                episode.add(action, self.stack.push(step.obs), step.reward, step.success, step.terminated)
                 if bar is not None:
                     bar.update(cfg.action_repeat)
                 if not step.done:
@@ -478,12 +473,13 @@ class RLRun:
                 report_start, report_frame = now, self.global_frame
                 self.elapsed += seconds
                 finished = self.global_frame >= cfg.num_train_frames
+                episode_frames = self._episode_frames(episode)
                 if self._due(cfg.eval_every_frames, self.last_eval_frame) and not finished:
                     self.evaluate()
                 self.episode += 1
                 if not finished:  # the reset runs in the worker while the episode is scored
-                    self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._episode_frames)
-                self._finish_episode(episode, update_metrics, seconds, frames)
+                    self.env.reset_async(episode_seed(cfg.seed, "train", self.episode), self._record)
+                self._finish_episode(episode, episode_frames, update_metrics, seconds, frames)
                 update_metrics = []
                 if bar is not None:
                     bar.set_postfix_str(self._postfix(), refresh=False)
@@ -506,17 +502,23 @@ class RLRun:
 
     def _start_episode(self) -> _Episode:
         tick = time.perf_counter()
-        reset = self.env.reset_wait()
+        obs = self.env.reset_wait()
         self.clock.add("env_wait", time.perf_counter() - tick)
-        obs = self.stack.reset(reset.obs)
-        return _Episode(obs, self._frame(reset.obs, reset.frame))
+        return _Episode(self.stack.reset(obs))
 
-    def _frame(self, obs: np.ndarray, frame: np.ndarray | None) -> np.ndarray | None:
-        if frame is not None:
-            return frame
-        if self.pixels and self.terms.needs_episode_frames:
-            return np.ascontiguousarray(obs.transpose(1, 2, 0))
-        return None
+    def _episode_frames(self, episode: _Episode) -> np.ndarray | None:
+        """The episode's ``uint8 (T + 1, H, W, 3)`` frames when its rewards need them: the newest frame of
+        each pixel observation, or the frames the environment rendered for a state run."""
+        if self.pixels:
+            if not self.terms.needs_episode_frames:
+                return None
+            return frames_from_obs(np.stack([obs[-3:] for obs in episode.obs]))
+        if not self._record:
+            return None
+        tick = time.perf_counter()
+        frames = self.env.episode_frames()
+        self.clock.add("env_wait", time.perf_counter() - tick)
+        return frames
 
     def _update(self) -> dict[str, float]:
         tick = time.perf_counter()
@@ -529,12 +531,11 @@ class RLRun:
         self.updates += 1
         return metrics
 
-    def _finish_episode(self, episode: _Episode, update_metrics: list[dict[str, float]], seconds: float,
-                        frames: int) -> None:
+    def _finish_episode(self, episode: _Episode, frames_array: np.ndarray | None,
+                        update_metrics: list[dict[str, float]], seconds: float, frames: int) -> None:
         tick = time.perf_counter()
         steps = len(episode)
         sparse = np.asarray(episode.rewards, np.float32)
-        frames_array = np.stack(episode.frames) if episode.frames else None
         components = self.terms.episode_components(frames_array, steps)
         self.clock.add("reward", time.perf_counter() - tick)
         obs = np.stack(episode.obs)
@@ -561,18 +562,15 @@ class RLRun:
 
     def evaluate(self) -> dict[str, float]:
         """Run ``num_eval_episodes`` episodes with the actor's mean action; log and return the results."""
-        from diffusion_reward.rl.env_worker import frame_of
-
         cfg = self.config
         tick = time.perf_counter()
         returns, successes, lengths, video = [], [], [], []
         stack = _FrameStack(cfg.frame_stack)
         for j in range(cfg.num_eval_episodes):
             record = j < cfg.eval_video_episodes
-            reset = self.env.reset(episode_seed(cfg.seed, "eval", j), frames=record and not self.pixels)
-            obs = stack.reset(reset.obs)
-            if record:
-                video.append(frame_of(self.env_spec, reset.obs, reset.frame))
+            first = self.env.reset(episode_seed(cfg.seed, "eval", j), record=record and not self.pixels)
+            observed = [first]
+            obs = stack.reset(first)
             total, success, steps = 0.0, False, 0
             while True:
                 step = self.env.step(self.agent.act(obs, self.global_step, eval_mode=True))
@@ -580,10 +578,12 @@ class RLRun:
                 total += step.reward
                 success = success or step.success
                 steps += 1
-                if record:
-                    video.append(frame_of(self.env_spec, step.obs, step.frame))
+                if record and self.pixels:
+                    observed.append(step.obs)
                 if step.done:
                     break
+            if record:
+                video.append(frames_from_obs(np.stack(observed)) if self.pixels else self.env.episode_frames())
             returns.append(total)
             successes.append(float(success))
             lengths.append(steps)
@@ -596,7 +596,8 @@ class RLRun:
         if video:
             from diffusion_reward.utils.video_io import write_video
 
-            write_video(self.run_dir / "videos" / f"eval-{self.global_frame:09d}.mp4", np.stack(video), fps=20.0)
+            write_video(self.run_dir / "videos" / f"eval-{self.global_frame:09d}.mp4", np.concatenate(video),
+                        fps=20.0)
         self.last_eval_frame = self.global_frame
         self.clock.add("eval", time.perf_counter() - tick)
         return metrics
