@@ -329,6 +329,11 @@ class WorkerEnv:
         self._send("frames", None)
         return self._wait("frames")
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker process is running."""
+        return self._process.is_alive()
+
     def close(self) -> None:
         """Stop the worker (idempotent): ask politely, then terminate it if it does not exit."""
         if not self._closed:
