@@ -105,27 +105,27 @@ def test_low_dim_lookup_projects_back_to_the_code_size() -> None:
         VectorQuantizer(64, 4, lookup_dim=16)
 
 
-def test_dead_codes_are_revived_from_encoder_outputs() -> None:
+def test_codes_start_from_data_and_dead_codes_are_revived() -> None:
     torch.manual_seed(0)
     q = VectorQuantizer(16, 4, l2_normalize=True, revive_after=2).train()
-    # all inputs sit near one direction: only one or two codes get picked
-    base = F.normalize(torch.randn(4), dim=0)
-    z = (base[None, :, None, None] + 0.01 * torch.randn(8, 4, 2, 2))
-    first = q(z)
-    revived = 0
-    for _ in range(4):
-        out = q(z)
-        revived += out.revived
-    assert revived > 0
-    assert int(q.idle_steps.max()) <= 2
-    # revived codes are (normalised) encoder outputs: they now point along `base`
-    cos = F.normalize(q.codebook, dim=-1) @ base
-    assert (cos > 0.9).sum() >= revived
-    assert first.usage <= 2 / 16
+
+    def cluster(direction: torch.Tensor) -> torch.Tensor:
+        return direction[None, :, None, None] + 0.05 * torch.randn(8, 4, 2, 2)
+
+    a, b = F.normalize(torch.randn(4), dim=0), F.normalize(torch.randn(4), dim=0)
+    first = q(cluster(a))
+    assert first.revived == 16  # the first training batch initialises every code from encoder outputs
+    assert bool(((F.normalize(q.codebook, dim=-1) @ a) > 0.9).all())
+    # the data moves elsewhere: codes nobody picks for 2 steps are reset to the new encoder outputs
+    usage = [float(q(cluster(b)).usage) for _ in range(4)]
+    assert usage[-1] > usage[0]
+    assert int(((F.normalize(q.codebook, dim=-1) @ b) > 0.9).sum()) >= 8
     q.eval()
     before = q.codebook.detach().clone()
-    q(z)
-    assert torch.equal(before, q.codebook)  # no revival outside training
+    q(cluster(a))
+    assert torch.equal(before, q.codebook)  # nothing changes outside training
+    off = VectorQuantizer(16, 4, revive_after=0).train()
+    assert off(cluster(a)).revived == 0
 
 
 def test_usage_and_perplexity_of_a_batch() -> None:

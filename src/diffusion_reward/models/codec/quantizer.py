@@ -8,8 +8,11 @@ use, which is what decides reconstruction quality when training is short:
   drift far from the data and never be picked again;
 * **low-dimensional lookup** (optional): the nearest-neighbour search runs in a small
   projected space (``lookup_dim``), where codes cover the data much more evenly;
-* **dead-code revival**: a code that no token picked for ``revive_after`` training steps is
-  reset to a randomly chosen encoder output of the current batch.
+* **data initialisation and dead-code revival**: a code that no token picked for
+  ``revive_after`` training steps is reset to a randomly chosen encoder output of the current
+  batch. Every code starts out "dead", so the first training batch initialises the whole
+  codebook from encoder outputs (instead of random vectors that most of the data never
+  comes near).
 
 Under DistributedDataParallel the usage counts are summed over processes and the revived
 codes are chosen by rank 0 and broadcast, so every process keeps the same codebook.
@@ -61,8 +64,9 @@ class VectorQuantizer(nn.Module):
         self.project_in = nn.Linear(dim, lookup_dim) if projected else nn.Identity()
         self.project_out = nn.Linear(lookup_dim, dim) if projected else nn.Identity()
         self.codebook = nn.Parameter(torch.randn(num_codes, lookup_dim) / lookup_dim ** 0.5)
-        # training steps since each code was last picked (persistent: part of a resumable state)
-        self.register_buffer("idle_steps", torch.zeros(num_codes, dtype=torch.int64))
+        # training steps since each code was last picked (persistent: part of a resumable state);
+        # starting at `revive_after` makes the first training batch initialise every code
+        self.register_buffer("idle_steps", torch.full((num_codes,), max(revive_after, 0), dtype=torch.int64))
 
     def codes(self) -> torch.Tensor:
         """The codebook as used for lookup (normalised when ``l2_normalize``)."""
