@@ -30,6 +30,7 @@ import dataclasses
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,9 @@ def main() -> None:
                         help="PyTorch threads of the learner")
     parser.add_argument("--render-threads", nargs="+", type=int, default=[1],
                         help="LP_NUM_THREADS of the renderer (0: Mesa's default, one per core)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure each variant this many times, alternating the environments, and add a "
+                             "summary line with the median frames/s (the machine's load drifts)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
@@ -117,16 +121,28 @@ def main() -> None:
     for obs, learner, render in itertools.product(args.obs, args.learner_threads, args.render_threads):
         if obs == "state" and render != args.render_threads[0]:
             continue  # nothing is rendered
-        local_fps = None
-        for env in args.env:
-            variant = {"bench": "rl_throughput", "task": args.task, "obs": obs, "env": env,
-                       "learner_threads": learner, "render_threads": render, "episodes": args.episodes}
-            line = measure(variant)
-            if env == "local":
-                local_fps = line.get("fps")
-            elif local_fps and "fps" in line:
-                line["fps_over_local"] = round(line["fps"] / local_fps, 3)
-            print(json.dumps(line), flush=True)
+        fps: dict[str, list[float]] = {env: [] for env in args.env}
+        for repeat in range(args.repeats):
+            local_fps = None
+            for env in args.env:
+                variant = {"bench": "rl_throughput", "task": args.task, "obs": obs, "env": env,
+                           "learner_threads": learner, "render_threads": render, "episodes": args.episodes}
+                line = {**measure(variant), "repeat": repeat}
+                if "fps" in line:
+                    fps[env].append(line["fps"])
+                if env == "local":
+                    local_fps = line.get("fps")
+                elif local_fps and "fps" in line:
+                    line["fps_over_local"] = round(line["fps"] / local_fps, 3)
+                print(json.dumps(line), flush=True)
+        if args.repeats > 1:
+            medians = {env: round(statistics.median(v), 2) for env, v in fps.items() if v}
+            summary = {"bench": "rl_throughput", "kind": "summary", "task": args.task, "obs": obs,
+                       "learner_threads": learner, "render_threads": render, "repeats": args.repeats,
+                       "median_fps": medians}
+            if medians.get("local") and medians.get("worker"):
+                summary["median_worker_over_local"] = round(medians["worker"] / medians["local"], 3)
+            print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

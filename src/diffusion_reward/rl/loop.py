@@ -31,12 +31,15 @@ Run directory (``runs/<task>__<reward>__<seed>__<time>`` unless given)::
                                           RNG states, counters (the newest one is kept)
 
 Processes and threads. When frames are rendered at every step (pixel runs, or state runs whose
-reward reads frames) and two or more CPUs are available, the environment steps and renders in a
-worker process while the networks update (``env_worker``; results are identical either way). The
-worker is started with ``spawn``, so a script that calls :func:`train` needs the usual
-``if __name__ == "__main__":`` guard. The renderer gets ``render_threads`` llvmpipe threads and the
-learner ``learner_threads`` PyTorch threads (1 each by default: on a small shared machine a second
-intra-op thread made updates several times slower, see ``benchmarks/rl_throughput.py``).
+reward reads frames) and at least three CPUs are available, the environment steps and renders in
+a worker process while the networks update (``env_worker``; results are identical either way).
+The worker only pays off with a core to spare: on a busy two-core machine it hid the rendering
+but slowed the updates by more than it saved (``benchmarks/rl_throughput.py``), so there the
+environment stays in this process unless asked. The worker is started with ``spawn``, so a script
+that calls :func:`train` with it needs the usual ``if __name__ == "__main__":`` guard. The renderer
+gets ``render_threads`` llvmpipe threads and the learner ``learner_threads`` PyTorch threads (1
+each by default: on a busy two-core machine a second intra-op thread made updates 3 to 16 times
+slower).
 
 Resume. A run killed at any moment continues from its newest checkpoint with
 ``train(..., resume=True)`` (``--resume``): the agent (weights, Adam moments, its generator),
@@ -118,7 +121,7 @@ class RLConfig:
                 "state run), or 'pixels' in a state run (frames are then rendered and kept for it)")
     env_worker: bool | None = option(
         None, "step the environment in a worker process that overlaps the network updates (results are identical "
-              "either way); default: when frames are rendered every step and at least 2 CPUs are available")
+              "either way); default: when frames are rendered every step and at least 3 CPUs are available")
     render_threads: int = option(1, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
                                     "frames; 0 leaves the environment's setting")
     learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
@@ -373,7 +376,7 @@ class RLRun:
         self.env_spec = EnvSpec(task=cfg.task, pixels=self.pixels, image_size=cfg.image_size, camera=cfg.camera,
                                 action_repeat=cfg.action_repeat, max_episode_steps=cfg.max_episode_steps)
         self.renders = renders_every_step(cfg)
-        self.use_worker = cfg.env_worker if cfg.env_worker is not None else (self.renders and available_cpus() >= 2)
+        self.use_worker = cfg.env_worker if cfg.env_worker is not None else (self.renders and available_cpus() >= 3)
         self.env = make_runner(self.env_spec, self.use_worker, cfg.render_threads)
         try:
             info = self.env.info
