@@ -38,7 +38,7 @@ import torch
 
 from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.base import RewardModel, load_reward_model
-from diffusion_reward.rewards.combine import combine_rewards, default_alpha
+from diffusion_reward.rewards.combine import DEFAULT_ALPHA, combine_rewards, default_alpha
 from diffusion_reward.rl.replay import ReplayBuffer
 from diffusion_reward.utils.checkpoint import load_tensors, save_tensors
 
@@ -247,8 +247,7 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
             raise UserError("--reward sparse uses the environment's success signal only; drop --reward-model")
         loaded = load_reward_model(reward_model, device=device)
         check_size(loaded, reward_model)
-        expected = {"diffusion": "diffusion", "viper": "viper", "amp": "amp", "rnd": "rnd", "motion": "motion"}
-        if method in expected and loaded.kind != expected[method] and warn is not None:
+        if method in DEFAULT_ALPHA and loaded.kind != method and warn is not None:
             warn(f"{reward_model} holds a {loaded.kind!r} reward model; using it as the {method!r} reward")
 
     model: RewardModel | None = None
@@ -261,7 +260,7 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
                             f"{loaded.kind!r}")
     elif method == "amp":
         if loaded is not None:
-            if not loaded.is_online:
+            if not hasattr(loaded, "attach_expert"):
                 raise UserError(f"{reward_model}: --reward amp needs an AMP model, the directory holds "
                                 f"{loaded.kind!r}")
             amp = loaded
