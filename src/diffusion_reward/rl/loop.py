@@ -15,6 +15,13 @@ Training ends with the episode in which ``num_train_frames`` is reached; evaluat
 checkpoints happen at the first episode end at or after each multiple of their period, so every
 checkpoint sits between two episodes.
 
+Observations. ``obs="pixels"``: the agent sees the rendered frames (the paper's setting).
+``obs="state"``: the agent sees the simulator's low-dimensional state (cheap enough for a CPU);
+a learned reward still scores rendered frames, so the environment renders a frame per step only
+when the reward reads frames, and the RND bonus reads the state vector
+(:class:`~diffusion_reward.rl.state_rnd.StateRND`) unless ``rnd_input="pixels"``: a state-mode
+``sparse`` or ``rnd`` run renders nothing but its evaluation videos.
+
 Seeds. Training episode ``i`` resets with a seed derived from ``(seed, "train", i)``; evaluation
 episode ``j`` with one from ``(seed, "eval", j)``, the same ``num_eval_episodes`` goals at every
 evaluation. Evaluation runs on the training environment between two episodes (every reset is
