@@ -87,13 +87,17 @@ def write_demo_report(config: Any, root: Path, results: dict[str, Any], timings:
     codec = results["codec"]
     cm = codec["metrics"]
     r.text(f"Codec (VQ-GAN, preset `{config.codec_preset}`, {config.codec_steps} steps): held-out PSNR "
-           f"{_fmt(cm.get('test_psnr', cm.get('psnr_test')))} dB, codebook usage {_fmt(cm.get('test_usage', cm.get('usage')))}.")
+           f"{_fmt(cm.get('test/psnr'))} dB (train {_fmt(cm.get('train/psnr'))} dB), codebook usage "
+           f"{_fmt(cm.get('test/codebook_usage'))}, perplexity {_fmt(cm.get('test/perplexity'))}.")
     if codec.get("reconstructions"):
         r.image(codec["reconstructions"], "held-out frames (top) and their reconstructions from 8x8 tokens (bottom)")
     for kind, v in results["video"].items():
         m = v["metrics"]
         bound = {k: val for k, val in m.items() if "bits" in k}
-        r.text(f"Video model `{kind}`: " + ", ".join(f"{k} {_fmt(val)}" for k, val in sorted(bound.items())))
+        r.text(f"Video model `{kind}`, bits per token (lower = more confident; uniform = "
+               f"{_fmt(m.get('uniform_bits_per_token'))}): " + ", ".join(
+                   f"{k.replace('_bits_per_token', '')} {_fmt(val)}" for k, val in sorted(bound.items())
+                   if k != "uniform_bits_per_token") + ". `test` = held-out expert windows, `compare` = random-policy windows.")
         if v.get("samples"):
             r.image(v["samples"], f"{kind}: condition frames, the true next frame, sampled next frames")
 
