@@ -58,3 +58,14 @@ def test_evaluate_reward_models_on_known_ordering(tmp_path):
     assert set(result["curves"]["brightness"]["toy-v3"]) == {"expert", "noisy:0.1", "noisy:0.5", "random"}
     table = markdown_table(result)
     assert "brightness" in table and "toy-v3" in table and "**mean**" in table
+
+
+def test_smoothing_keeps_constants_and_ignores_gaps(tmp_path):
+    from diffusion_reward.evaluation.plots import plot_reward_curves, smooth
+
+    np.testing.assert_allclose(smooth(np.full(7, 2.0), 3), 2.0)
+    x = np.array([0.0, 1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(smooth(x, 1), x)
+    assert np.all(np.isfinite(smooth(x, 3)))
+    plot_reward_curves({"t": {"expert": [[1, 2, 3], [1, 2]], "random": [[0, 0, 0]]}}, tmp_path / "c.png", "title")
+    assert (tmp_path / "c.png").stat().st_size > 1000

@@ -32,12 +32,24 @@ def _policy_order(policy: str) -> tuple[int, float]:
     return (2, 0.0)
 
 
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average (NaN-aware) over ``window`` steps; ``window <= 1`` returns the input."""
+    if window <= 1:
+        return values
+    kernel = np.ones(window)
+    ok = np.isfinite(values)
+    num = np.convolve(np.where(ok, values, 0.0), kernel, mode="same")
+    den = np.convolve(ok.astype(float), kernel, mode="same")
+    return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
 def plot_reward_curves(curves: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], path: str | os.PathLike,
-                       title: str = "", policies: Sequence[str] | None = None) -> None:
+                       title: str = "", policies: Sequence[str] | None = None, smoothing: int = 5) -> None:
     """One panel per task: mean reward along the episode per policy, with a +-1 std band.
 
     ``curves[task][policy]`` is a list of per-step reward arrays (episodes may differ in length;
-    the mean at step j uses the episodes that reach j).
+    the mean at step j uses the episodes that reach j). Each episode is smoothed with a centred
+    moving average of ``smoothing`` steps before averaging (1: raw).
     """
     plt = _pyplot()
     tasks = sorted(curves)
@@ -55,7 +67,7 @@ def plot_reward_curves(curves: Mapping[str, Mapping[str, Sequence[Sequence[float
             length = max(len(e) for e in eps)
             stack = np.full((len(eps), length), np.nan)
             for i, e in enumerate(eps):
-                stack[i, : len(e)] = e
+                stack[i, : len(e)] = smooth(e, smoothing)
             mean, std = np.nanmean(stack, 0), np.nanstd(stack, 0)
             colour = POLICY_COLOURS.get(p) or cmap(0.2 + 0.6 * noisy.index(p) / max(1, len(noisy) - 1)
                                                    if p in noisy else 0.5)
@@ -69,7 +81,9 @@ def plot_reward_curves(curves: Mapping[str, Mapping[str, Sequence[Sequence[float
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=11)
+        import textwrap
+
+        fig.suptitle("\n".join(textwrap.wrap(title, width=int(48 * cols))), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
