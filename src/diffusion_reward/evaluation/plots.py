@@ -34,6 +34,7 @@ def _policy_order(policy: str) -> tuple[int, float]:
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average (NaN-aware) over ``window`` steps; ``window <= 1`` returns the input."""
+    window = min(window, len(values))
     if window <= 1:
         return values
     kernel = np.ones(window)
