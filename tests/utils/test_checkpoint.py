@@ -42,3 +42,15 @@ def test_rng_state_restores_every_generator():
     a = (random.random(), np.random.rand(), torch.rand(1).item())
     set_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {})
+    mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask()
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m

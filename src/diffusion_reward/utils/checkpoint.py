@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 CONFIG_NAME = "config.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -30,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
