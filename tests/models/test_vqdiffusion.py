@@ -55,6 +55,22 @@ def test_condition_position_and_frame_order_matter():
     assert not torch.allclose(base, swapped_frames) and not torch.allclose(base, shuffled)
 
 
+def test_relative_bias_indexes_offsets_between_content_and_condition_positions():
+    from diffusion_reward.models.video.vqdiffusion import RelativeBias
+
+    rb = RelativeBias(heads=2, frames=2, grid=8)
+    with torch.no_grad():
+        rb.table.copy_(torch.arange(rb.table.numel(), dtype=torch.float32).view_as(rb.table))
+    bias = rb()
+    assert bias.shape == (1, 2, 64, 128)
+    span = 15
+    for head, frame, (r1, c1), (r2, c2) in [(0, 0, (0, 0), (0, 0)), (1, 1, (3, 4), (5, 1)), (0, 1, (7, 7), (0, 0))]:
+        want = rb.table[head, frame, (r1 - r2 + 7) * span + (c1 - c2 + 7)]
+        assert bias[0, head, r1 * 8 + c1, frame * 64 + r2 * 8 + c2] == want
+    # the same offset gets the same bias everywhere: translation invariance
+    assert bias[0, 0, 9, 9] == bias[0, 0, 45, 45] and bias[0, 0, 9, 64 + 10] == bias[0, 0, 30, 64 + 31]
+
+
 def test_condition_cache_is_exact():
     model = tiny().eval()
     cond, target = window(4)

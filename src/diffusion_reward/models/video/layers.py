@@ -37,10 +37,13 @@ class Attention(nn.Module):
     def keys_values(self, context: torch.Tensor) -> KeyValue:
         return self._split(self.key(context)), self._split(self.value(context))
 
-    def forward(self, x: torch.Tensor, kv: KeyValue | None = None, causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: KeyValue | None = None, causal: bool = False,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias``: additive attention logits broadcastable to ``(B, heads, L_x, L_kv)``."""
         k, v = self.keys_values(x) if kv is None else kv
         q = self._split(self.query(x))
-        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), is_causal=causal)
+        mask = None if bias is None else bias.to(q.dtype)
+        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, is_causal=causal)
         b, _, n, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, n, -1))
 

@@ -51,6 +51,9 @@ class VQDiffusionConfig:
     cond_width: int = option(512, "width of the condition encoder (the cross-attention keys/values come from it)")
     cond_depth: int = option(1, "transformer layers of the condition encoder")
     cond_heads: int = option(8, "attention heads of the condition encoder")
+    relative_bias: bool = option(True, "learned relative-position bias (per head and condition frame) on the "
+                                       "cross-attention logits, so a content token finds its place in the "
+                                       "previous frames from the start")
     num_steps: int = option(100, "diffusion steps T")
     keep_start: float = option(0.99999, "cumulative keep probability at t = 0")
     keep_end: float = option(0.000009, "cumulative keep probability at t = T-1")
@@ -107,11 +110,32 @@ class ConvMLP(nn.Module):
         return h.flatten(2).transpose(1, 2)
 
 
+class RelativeBias(nn.Module):
+    """Additive cross-attention logits indexed by (head, condition frame, row offset, column offset)
+    between a content token and a condition token; zero at initialisation."""
+
+    def __init__(self, heads: int, frames: int, grid: int):
+        super().__init__()
+        self.frames = frames
+        span = 2 * grid - 1
+        self.table = nn.Parameter(torch.zeros(heads, frames, span * span))
+        rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+        rows, cols = rows.flatten(), cols.flatten()
+        offset = (rows[:, None] - rows[None, :] + grid - 1) * span + (cols[:, None] - cols[None, :] + grid - 1)
+        self.register_buffer("offset", offset, persistent=False)  # (N content, N condition)
+
+    def forward(self) -> torch.Tensor:
+        heads, n = self.table.shape[0], self.offset.shape[0]
+        bias = self.table[:, :, self.offset]  # (heads, frames, N, N)
+        return bias.permute(0, 2, 1, 3).reshape(1, heads, n, self.frames * n)
+
+
 class ContentBlock(nn.Module):
     """Self-attention, cross-attention to the condition, conv MLP; time through adaptive LayerNorm."""
 
     def __init__(self, cfg: VQDiffusionConfig):
         super().__init__()
+        self.relative_bias = RelativeBias(cfg.heads, cfg.cond_frames, cfg.grid) if cfg.relative_bias else None
         self.norm_self = AdaLayerNorm(cfg.width)
         self.self_attn = Attention(cfg.width, cfg.heads)
         self.norm_cross = AdaLayerNorm(cfg.width)
@@ -121,7 +145,8 @@ class ContentBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor, cond_kv: KeyValue) -> torch.Tensor:
         x = x + self.self_attn(self.norm_self(x, time_emb))
-        x = x + self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv)
+        bias = self.relative_bias() if self.relative_bias is not None else None
+        x = x + self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv, bias=bias)
         return x + self.mlp(self.norm_mlp(x))
 
 
