@@ -216,7 +216,7 @@ def _worker_main(conn: Any, spec: EnvSpec) -> None:
         while True:
             try:
                 command, arg = conn.recv()
-            except EOFError:  # the parent is gone
+            except (EOFError, OSError):  # the parent is gone (closed, or killed: connection reset)
                 return
             if command == "close":
                 return
