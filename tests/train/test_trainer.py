@@ -124,6 +124,10 @@ def test_step_sampler_is_a_pure_function_of_the_step() -> None:
 def test_optimizer_spec_warmup_and_bad_setups(tmp_path) -> None:
     spec = OptimizerSpec("m", ("model",), lr=1.0, warmup_steps=4)
     assert [spec.lr_at(i) for i in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    cosine = OptimizerSpec("m", ("model",), lr=1.0, warmup_steps=2, decay_steps=6, final_lr_fraction=0.1)
+    lrs = [cosine.lr_at(i) for i in range(8)]
+    assert lrs[:3] == [0.5, 1.0, 1.0] and lrs[4] == pytest.approx(0.55) and lrs[6:] == [pytest.approx(0.1)] * 2
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
     with pytest.raises(UserError, match="empty"):
         Trainer(ToyTask(), [], toy_config(tmp_path / "x"))
     with pytest.raises(UserError, match="run directory"):

@@ -65,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -118,9 +119,12 @@ class OptimizerSpec:
     """One optimiser: which modules it updates and how.
 
     ``kind`` is ``adam`` or ``adamw``; the learning rate warms up linearly from ``lr /
-    warmup_steps`` to ``lr`` over the first ``warmup_steps`` steps of this optimiser, then
-    stays constant. ``grad_clip`` > 0 clips the global gradient norm. With ``weight_decay``,
-    biases and normalisation scales (1-D parameters) are not decayed.
+    warmup_steps`` to ``lr`` over the first ``warmup_steps`` updates of this optimiser, then
+    stays constant, or with ``decay_steps`` > 0 follows a half cosine from ``lr`` down to
+    ``final_lr_fraction * lr`` at update ``decay_steps`` (and stays there). ``grad_clip`` > 0
+    clips the global gradient norm. With ``weight_decay``, biases and normalisation scales
+    (1-D parameters) are not decayed. The rate is a pure function of the update count, so a
+    resumed run follows the same schedule.
     """
 
     name: str
@@ -132,12 +136,19 @@ class OptimizerSpec:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     grad_clip: float = 0.0
+    decay_steps: int = 0
+    final_lr_fraction: float = 0.0
 
     def lr_at(self, updates: int) -> float:
         """The learning rate of this optimiser's update number ``updates`` (from 0)."""
-        if self.warmup_steps <= 0:
-            return self.lr
-        return self.lr * min(1.0, (updates + 1) / self.warmup_steps)
+        if self.warmup_steps > 0 and updates < self.warmup_steps:
+            return self.lr * (updates + 1) / self.warmup_steps
+        if self.decay_steps > 0:
+            span = max(1, self.decay_steps - self.warmup_steps)
+            progress = min(1.0, max(0, updates - self.warmup_steps) / span)
+            scale = self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+            return self.lr * scale
+        return self.lr
 
 
 class TrainTask:
