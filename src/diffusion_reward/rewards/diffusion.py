@@ -28,11 +28,11 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import torch
 
-from diffusion_reward.config import from_dict, option, to_dict
+from diffusion_reward.config import option
 from diffusion_reward.models.codec import VQGAN
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion
 from diffusion_reward.rewards.base import register_reward
-from diffusion_reward.rewards.video_based import VideoModelReward, resolve_codec_dir
+from diffusion_reward.rewards.video_based import VideoModelReward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,9 @@ class DiffusionRewardConfig:
 class DiffusionReward(VideoModelReward):
     """The Diffusion Reward model: a codec, a VQ-Diffusion video model and a :class:`DiffusionRewardConfig`."""
 
+    reward_config_class = DiffusionRewardConfig
+    video_class = VQDiffusion
+
     def __init__(self, codec: VQGAN, video: VQDiffusion, config: DiffusionRewardConfig | None = None,
                  device: str | torch.device = "auto"):
         self.config = config or DiffusionRewardConfig()
@@ -79,27 +82,10 @@ class DiffusionReward(VideoModelReward):
             total += bound.double().cpu()
         return (total / cfg.num_samples).numpy().astype(np.float32)
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"reward": to_dict(self.config), **self.networks_config()}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], device: str | torch.device = "auto") -> "DiffusionReward":
-        codec, video = cls.build_networks(config, VQDiffusion)
-        return cls(codec, video, from_dict(DiffusionRewardConfig, config["reward"]), device=device)
 
 
 def build_diffusion_reward(video_dir: str | os.PathLike, expert_episodes: Iterable[Any],
                            config: DiffusionRewardConfig | None = None, codec_dir: str | os.PathLike | None = None,
                            device: str | torch.device = "auto", sample_seed: int = 0) -> DiffusionReward:
-    """Load a trained VQ-Diffusion model and its codec, and fit the reward statistics on expert episodes.
-
-    ``codec_dir`` defaults to the codec recorded in the video model (its fingerprint is checked
-    either way). ``expert_episodes`` are the training expert episodes (arrays or ``Episode``s).
-    """
-    codec_dir = resolve_codec_dir(video_dir, codec_dir)
-    video = VQDiffusion.from_pretrained(video_dir, codec=codec_dir)
-    codec = VQGAN.from_pretrained(codec_dir)
-    model = DiffusionReward(codec, video, config, device=device)
-    model.sample_seed = int(sample_seed)
-    model.fit_stats(expert_episodes)
-    return model
+    """Load a trained VQ-Diffusion model and its codec, and fit the reward statistics on expert episodes."""
+    return DiffusionReward.from_video_model(video_dir, expert_episodes, config, codec_dir, device, sample_seed)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ class VideoModelReward(RewardModel):
 
     #: Which frame a window's reward is about: the unseen ``"next"`` one or the ``"observed"`` last one.
     score: str = "next"
+    #: The reward's own config dataclass (``self.config``) and the video model class it queries.
+    reward_config_class: ClassVar[type]
+    video_class: ClassVar[type]
 
     def __init__(self, codec: VQGAN, video: torch.nn.Module, bf16: bool = False, batch_size: int = 64,
                  device: str | torch.device = "auto"):
@@ -91,16 +94,30 @@ class VideoModelReward(RewardModel):
     def torch_modules(self) -> dict[str, torch.nn.Module]:
         return {"codec": self.codec, "video": self.video}
 
-    def networks_config(self) -> dict[str, Any]:
-        return {"codec": to_dict(self.codec.config), "video": to_dict(self.video.config),
-                "video_kind": self.video.kind, "video_codec": getattr(self.video, "codec", None)}
+    def config_dict(self) -> dict[str, Any]:
+        return {"reward": to_dict(self.config), "codec": to_dict(self.codec.config),
+                "video": to_dict(self.video.config), "video_kind": self.video.kind,
+                "video_codec": getattr(self.video, "codec", None)}
 
-    @staticmethod
-    def build_networks(config: dict[str, Any], video_class: type) -> tuple[VQGAN, torch.nn.Module]:
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: str | torch.device = "auto") -> "VideoModelReward":
         codec = VQGAN(from_dict(CodecConfig, config["codec"]))
-        video = video_class(from_dict(video_class.config_class, config["video"]))
+        video = cls.video_class(from_dict(cls.video_class.config_class, config["video"]))
         video.codec = config.get("video_codec")
-        return codec, video
+        return cls(codec, video, from_dict(cls.reward_config_class, config["reward"]), device=device)
+
+    @classmethod
+    def from_video_model(cls, video_dir: str | os.PathLike, expert_episodes: Iterable[Any], config: Any = None,
+                         codec_dir: str | os.PathLike | None = None, device: str | torch.device = "auto",
+                         sample_seed: int = 0) -> "VideoModelReward":
+        """Load a trained video model and its codec (``codec_dir``, default: the one it recorded; its
+        fingerprint is checked) and fit the reward statistics on the training expert episodes."""
+        codec_dir = resolve_codec_dir(video_dir, codec_dir)
+        video = cls.video_class.from_pretrained(video_dir, codec=codec_dir)
+        model = cls(VQGAN.from_pretrained(codec_dir), video, config, device=device)
+        model.sample_seed = int(sample_seed)
+        model.fit_stats(expert_episodes)
+        return model
 
 
 def resolve_codec_dir(video_dir: str | os.PathLike, codec_dir: str | os.PathLike | None = None) -> Path:

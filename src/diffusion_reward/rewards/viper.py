@@ -16,11 +16,11 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from diffusion_reward.config import from_dict, option, to_dict
+from diffusion_reward.config import option
 from diffusion_reward.models.codec import VQGAN
 from diffusion_reward.models.video.videogpt import VideoGPT
 from diffusion_reward.rewards.base import register_reward
-from diffusion_reward.rewards.video_based import VideoModelReward, resolve_codec_dir
+from diffusion_reward.rewards.video_based import VideoModelReward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,8 @@ class ViperReward(VideoModelReward):
     """Codec + VideoGPT; reward = log-likelihood of the observed frame given the previous frames."""
 
     score = "observed"
+    reward_config_class = ViperConfig
+    video_class = VideoGPT
 
     def __init__(self, codec: VQGAN, video: VideoGPT, config: ViperConfig | None = None,
                  device: str | torch.device = "auto"):
@@ -47,21 +49,10 @@ class ViperReward(VideoModelReward):
         cond, target = self.window_tokens(windows)
         return self.video.log_likelihood(cond, target, amp=self.bf16).float().cpu().numpy()
 
-    def config_dict(self) -> dict[str, Any]:
-        return {"reward": to_dict(self.config), **self.networks_config()}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], device: str | torch.device = "auto") -> "ViperReward":
-        codec, video = cls.build_networks(config, VideoGPT)
-        return cls(codec, video, from_dict(ViperConfig, config["reward"]), device=device)
 
 
 def build_viper_reward(video_dir: str | os.PathLike, expert_episodes: Iterable[Any],
                        config: ViperConfig | None = None, codec_dir: str | os.PathLike | None = None,
                        device: str | torch.device = "auto") -> ViperReward:
     """Load a trained VideoGPT and its codec, and fit the reward statistics on expert episodes."""
-    codec_dir = resolve_codec_dir(video_dir, codec_dir)
-    video = VideoGPT.from_pretrained(video_dir, codec=codec_dir)
-    model = ViperReward(VQGAN.from_pretrained(codec_dir), video, config, device=device)
-    model.fit_stats(expert_episodes)
-    return model
+    return ViperReward.from_video_model(video_dir, expert_episodes, config, codec_dir, device)
