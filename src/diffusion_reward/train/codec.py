@@ -217,6 +217,17 @@ class CodecResult:
     metrics: dict[str, Any]
 
 
+def _warn_if_cpu_is_busy(cfg: TrainerConfig) -> None:
+    """Multi-threaded CPU training slows down several times when other processes hold the cores."""
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) or not hasattr(os, "getloadavg"):
+        return
+    threads = cfg.threads or torch.get_num_threads()
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if threads > 1 and load >= cores - 0.5:
+        get_logger().warning(f"the CPU is busy (load average {load:.1f} on {cores} cores): training on {threads} "
+                             "threads can run several times slower than on one; consider --threads 1")
+
+
 def _evenly(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, num=min(k, n)).round().astype(int))
 
@@ -276,6 +287,7 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     held_out = evals.get("test", evals["train"])
     periodic = held_out[:256]
 
+    _warn_if_cpu_is_busy(trainer_config)
     seed_everything(trainer_config.seed)
     model = VQGAN(model_config)
     task = CodecTask(model, train_config, lpips=build_lpips(train_config), eval_frames=periodic,
