@@ -118,6 +118,23 @@ def test_posteriors_one_step_and_strided_match_bayes(diffusion, s, t):
         assert abs(got[v].sum() - 1) < 1e-5
 
 
+@pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
+def test_closed_form_kl_to_the_true_posterior_matches_the_generic_one(codes, steps):
+    d = MaskReplaceDiffusion(codes, steps, **(SCHEDULE if codes == K else {}))
+    gen = torch.Generator().manual_seed(4)
+    x0 = torch.randint(0, codes, (6, 40), generator=gen)
+    t = torch.tensor([1, 2, steps - 1, steps - 1, 3, 2])
+    s = torch.tensor([0, 0, steps - 2, 0, 1, 1])
+    x_t = d.sample_marginal(x0, t, gen)
+    x_t[:, :5] = x0[:, :5]          # make sure kept, replaced and masked tokens all occur
+    x_t[:, 5:10] = codes
+    x_t[:, 10:15] = (x0[:, 10:15] + 1) % codes
+    log_model = d.posterior_log_probs((torch.randn(6, 40, codes, generator=gen) * 3).log_softmax(-1), x_t, t, s)
+    generic = categorical_kl(d.posterior_log_probs(d.one_hot_log_probs(x0), x_t, t, s), log_model)
+    fast = d.true_posterior_kl(log_model, x0, x_t, t, s)
+    torch.testing.assert_close(fast, generic, rtol=1e-4, atol=2e-4)
+
+
 def test_per_sample_times_match_scalar_times(diffusion):
     gen = torch.Generator().manual_seed(1)
     log_p0 = torch.randn(4, 5, K, generator=gen).log_softmax(-1)

@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]
 """Keys and values of one attention layer, each ``(B, heads, L, head_dim)``."""
@@ -43,7 +44,13 @@ class Attention(nn.Module):
         k, v = self.keys_values(x) if kv is None else kv
         q = self._split(self.query(x))
         mask = None if bias is None else bias.to(q.dtype)
-        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, is_causal=causal)
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled():
+            # PyTorch's fused CPU kernel has a slow bf16 backward (several times the unfused one)
+            with sdpa_kernel(SDPBackend.MATH):
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         b, _, n, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, n, -1))
 

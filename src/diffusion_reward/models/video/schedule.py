@@ -224,21 +224,88 @@ class MaskReplaceDiffusion(nn.Module):
         self._check_times(s, t)
         K = self.num_classes
         log_x_start = log_x_start.float()
-        log_lik_start = self.likelihood_log_probs(x_t, -1, t)[..., :K]  # log q(x_t | x0 = i)
-        log_w = log_x_start - log_lik_start
+        is_mask = x_t == K
+        code = x_t.clamp_max(K - 1).unsqueeze(-1)
+        # Every row over codes is one value everywhere plus a different one at x_t's code: work with
+        # the common value per token and correct the single entry, to keep full-size work small.
+        log_w = log_x_start - self._likelihood_base(is_mask, -1, t).unsqueeze(-1)  # w_i = p(x0=i) / q(x_t | x0=i)
+        log_w = log_w.scatter(-1, code, log_w.gather(-1, code) - self._likelihood_bump(is_mask, -1, t).unsqueeze(-1))
         log_total = torch.logsumexp(log_w, dim=-1, keepdim=True)
         log_a, log_r, log_m = (self._coef(tab, -1, s, x_t)[..., None]
                                for tab in (self.log_keep, self.log_replace, self.log_mask))
-        # sum_i q(x_s = j | x0 = i) w_i for codes j and for the mask
-        mixed_codes = torch.logaddexp(log_a + log_w, log_r + log_total)
-        mixed_mask = log_m + log_total
-        out = torch.cat([mixed_codes, mixed_mask], dim=-1) + self.likelihood_log_probs(x_t, s, t)
+        # sum_i q(x_s = j | x0 = i) w_i, times q(x_t | x_s = j), for codes j and for the mask
+        codes = torch.logaddexp(log_a + log_w, log_r + log_total) + self._likelihood_base(is_mask, s, t).unsqueeze(-1)
+        codes = codes.scatter(-1, code, codes.gather(-1, code) + self._likelihood_bump(is_mask, s, t).unsqueeze(-1))
+        mask = log_m + log_total + torch.where(is_mask, 0.0, LOG_ZERO).unsqueeze(-1)
+        out = torch.cat([codes, mask], dim=-1)
         out = out - torch.logsumexp(out, dim=-1, keepdim=True)
-        clean = torch.cat([log_x_start, torch.full_like(log_x_start[..., :1], LOG_ZERO)], dim=-1)
         is_clean = torch.as_tensor(s, device=x_t.device) == -1
+        if not bool(is_clean.any()):
+            return out
+        clean = torch.cat([log_x_start, torch.full_like(log_x_start[..., :1], LOG_ZERO)], dim=-1)
         if is_clean.dim():
             is_clean = is_clean.reshape(is_clean.shape + (1,) * (out.dim() - 1))
         return torch.where(is_clean, clean, out)
+
+    def _likelihood_base(self, is_mask: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
+        """``log q(x_t | x_s = j)`` for a code ``j`` other than x_t's own, per token (B, N)."""
+        log_r, log_m = self._coef(self.log_replace, s, t, is_mask), self._coef(self.log_mask, s, t, is_mask)
+        return torch.where(is_mask, log_m, log_r)
+
+    def _likelihood_bump(self, is_mask: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
+        """How much larger ``log q(x_t | x_s = j)`` is at x_t's own code (0 for a masked x_t), (B, N)."""
+        log_a, log_r = self._coef(self.log_keep, s, t, is_mask), self._coef(self.log_replace, s, t, is_mask)
+        return torch.where(is_mask, 0.0, torch.logaddexp(log_a, log_r) - log_r)
+
+    def true_posterior_kl(self, log_model: torch.Tensor, x_start: torch.Tensor, x_t: torch.Tensor,
+                          t: torch.Tensor | int, s: torch.Tensor | int) -> torch.Tensor:
+        """``KL(q(x_s | x_t, x_start) || model)`` per token (B, N), for ``0 <= s < t``.
+
+        ``log_model`` (B, N, K+1) is the model's reverse step from :meth:`posterior_log_probs`.
+        The true posterior takes at most four distinct values (at ``x_start``, at x_t's code,
+        at the mask, and one shared by every other code), so it is built in closed form per
+        token and the KL needs only gathers and one sum over ``log_model``: the same number as
+        ``categorical_kl(posterior_log_probs(one_hot), log_model)``, at a fraction of the work.
+        """
+        K = self.num_classes
+        i, v = x_start, x_t
+        is_mask = v == K
+        code_v = v.clamp_max(K - 1)
+        same = (i == v)
+
+        def coef(table, a, b):
+            return self._coef(table, a, b, v)
+
+        def pair(a, b):
+            own = torch.logaddexp(coef(self.log_keep, a, b), coef(self.log_replace, a, b))
+            return own, coef(self.log_replace, a, b), coef(self.log_mask, a, b)
+
+        own_0s, rep_0s, mask_0s = pair(-1, s)   # q(x_s = j | x0 = i): j = i, other code, mask
+        own_st, rep_st, mask_st = pair(s, t)    # q(x_t = v | x_s = j): j = v, other code; masked v: mask_st
+        own_0t, rep_0t, mask_0t = pair(-1, t)   # q(x_t = v | x0 = i)
+        log_norm = torch.where(is_mask, mask_0t, torch.where(same, own_0t, rep_0t))
+        # log q(x_t = v | x_s = j) for j = i, for another code, and for j = mask
+        lik_i = torch.where(is_mask, mask_st, torch.where(same, own_st, rep_st))
+        lik_other = torch.where(is_mask, mask_st, rep_st)
+        lik_mask = torch.where(is_mask, 0.0, LOG_ZERO)
+        log_q_i = own_0s + lik_i - log_norm
+        log_q_v = rep_0s + own_st - log_norm          # j = v, a code other than i (only when v is a code)
+        log_q_mask = mask_0s + lik_mask - log_norm
+        log_q_rest = rep_0s + lik_other - log_norm     # every remaining code
+        has_v = ~is_mask & ~same
+        n_rest = K - 1 - has_v.long()
+
+        log_p_i = log_model.gather(-1, i.unsqueeze(-1)).squeeze(-1)
+        log_p_v = log_model.gather(-1, code_v.unsqueeze(-1)).squeeze(-1)
+        log_p_mask = log_model[..., K]
+        sum_rest = log_model[..., :K].sum(-1) - log_p_i - torch.where(has_v, log_p_v, 0.0)
+
+        def term(log_q, log_p):
+            return log_q.exp() * (log_q - log_p)
+
+        kl = term(log_q_i, log_p_i) + term(log_q_mask, log_p_mask)
+        kl = kl + torch.where(has_v, term(log_q_v, log_p_v), 0.0)
+        return kl + log_q_rest.exp() * (n_rest * log_q_rest - sum_rest)
 
     def one_hot_log_probs(self, x_start: torch.Tensor) -> torch.Tensor:
         """Log-probabilities (..., K) that put all mass on ``x_start``."""
@@ -268,11 +335,15 @@ class MaskReplaceDiffusion(nn.Module):
         For ``s >= 0``: ``KL(q(x_s | x_t, x_start) || p(x_s | x_t))``; for ``s = -1`` the
         reconstruction term ``-log p_theta(x_start | x_t)``. ``t``/``s`` may be per-sample tensors.
         """
-        log_model = self.posterior_log_probs(log_x_start_pred, x_t, t, s)
-        log_true = self.posterior_log_probs(self.one_hot_log_probs(x_start), x_t, t, s)
-        kl = categorical_kl(log_true, log_model)
         nll = -log_x_start_pred.float().gather(-1, x_start.unsqueeze(-1)).squeeze(-1)
-        is_clean = torch.as_tensor(s, device=x_t.device) == -1
+        s_tensor = torch.as_tensor(s, device=x_t.device)
+        if bool((s_tensor == -1).all()):
+            return nll.flatten(1).sum(1)
+        # rows with s = -1 take the NLL below; give them a valid (discarded) pair so their KL stays finite
+        is_clean = s_tensor == -1
+        s_safe, t_safe = s_tensor.clamp_min(0), torch.as_tensor(t, device=x_t.device) + is_clean.long()
+        log_model = self.posterior_log_probs(log_x_start_pred, x_t, t_safe, s_safe)
+        kl = self.true_posterior_kl(log_model, x_start, x_t, t_safe, s_safe)
         if is_clean.dim():
             is_clean = is_clean.reshape(is_clean.shape + (1,) * (kl.dim() - 1))
         return torch.where(is_clean, nll, kl).flatten(1).sum(1)
@@ -335,10 +406,8 @@ class MaskReplaceDiffusion(nn.Module):
             x_t = x_next
         x_start = x_t
         total = -self.prior_kl(x_start)
-        one_hot = self.one_hot_log_probs(x_start)
         for x_prev, t, s, log_step in chain[:-1]:
-            log_true = self.posterior_log_probs(one_hot, x_prev, t, s)
-            total = total - categorical_kl(log_true, log_step).sum(1)
+            total = total - self.true_posterior_kl(log_step, x_start, x_prev, t, s).sum(1)
         total = total + chain[-1][3].gather(-1, x_start.unsqueeze(-1)).squeeze(-1).sum(1)
         return x_start, total
 
