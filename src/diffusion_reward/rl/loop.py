@@ -639,7 +639,8 @@ class RLRun:
             "format_version": CHECKPOINT_FORMAT_VERSION, "global_step": self.global_step,
             "global_frame": self.global_frame, "episode": self.episode, "updates": self.updates,
             "last_eval_frame": self.last_eval_frame, "last_success": self.last_success, "elapsed_s": self.elapsed,
-            "sampler": self.sampler.bit_generator.state, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            "seconds": self.clock.total, "sampler": self.sampler.bit_generator.state,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
         os.replace(tmp, final)
         for old in previous:
             shutil.rmtree(old, ignore_errors=True)
@@ -666,6 +667,7 @@ class RLRun:
         self.last_eval_frame = loop["last_eval_frame"]
         self.last_success = float(loop["last_success"])
         self.elapsed = float(loop["elapsed_s"])
+        self.clock.total.update({k: float(v) for k, v in loop.get("seconds", {}).items() if k in self.clock.total})
         _truncate_csvs(self.run_dir, self.global_frame)
 
     # ---- reporting -----------------------------------------------------------------------------
