@@ -58,6 +58,8 @@ class VideoTrainConfig:
     weight_decay: float = option(0.045, "AdamW weight decay (weight matrices and embeddings only)")
     warmup_steps: int = option(5000, "linear learning-rate warm-up steps")
     grad_clip: float = option(0.5, "clip the global gradient norm to this (0: no clipping)")
+    cosine_decay: bool = option(False, "after the warm-up, decay the learning rate along a half cosine to 10% at "
+                                       "the last step (--steps); otherwise keep it constant")
     policy: str = option("expert", "train (and evaluate) on episodes of this policy ('' for every policy)")
     compare_policy: str = option("random", "also score windows of this policy's episodes (any split) when the data "
                                            "has them ('' to skip)")
@@ -70,15 +72,17 @@ class VideoTrainConfig:
 
 
 # Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
-# VQ-Diffusion preset is sized to train in about ten minutes on two CPU cores (bf16).
+# presets are sized to train in about ten minutes on two CPU cores, in fp32: at these widths
+# bf16 autocast costs more in casts than it saves in matrix products on a CPU (see
+# benchmarks/video_model_throughput.py); on a GPU pass --bf16.
 TRAIN_PRESETS: dict[str, dict[str, tuple[VideoTrainConfig, TrainerConfig]]] = {
     "vqdiffusion": {
         "tiny": (VideoTrainConfig(lr=1e-3, warmup_steps=10, eval_windows=32, periodic_eval_windows=16,
                                   grid_rows=2, grid_samples=2),
                  TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20, ema_decay=0.9)),
-        "small": (VideoTrainConfig(lr=1e-3, warmup_steps=200),
-                  TrainerConfig(steps=2000, batch_size=32, bf16=True, log_every=25, eval_every=500,
-                                checkpoint_every=500, ema_decay=0.99)),
+        "small": (VideoTrainConfig(lr=1e-3, warmup_steps=200, cosine_decay=True, eval_windows=256),
+                  TrainerConfig(steps=1200, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400,
+                                ema_decay=0.99)),
         # the reference averaged with decay 0.99 every 25 steps: 0.99 ** (1 / 25) per step
         "paper": (VideoTrainConfig(),
                   TrainerConfig(steps=100_000, batch_size=32, log_every=50, eval_every=5000,
@@ -88,9 +92,9 @@ TRAIN_PRESETS: dict[str, dict[str, tuple[VideoTrainConfig, TrainerConfig]]] = {
         "tiny": (VideoTrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=10, grad_clip=1.0,
                                   eval_windows=32, periodic_eval_windows=16, grid_rows=2, grid_samples=2),
                  TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20)),
-        "small": (VideoTrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=200, grad_clip=1.0),
-                  TrainerConfig(steps=2000, batch_size=32, bf16=True, log_every=25, eval_every=500,
-                                checkpoint_every=500)),
+        "small": (VideoTrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=200, grad_clip=1.0,
+                                   cosine_decay=True, eval_windows=256),
+                  TrainerConfig(steps=1200, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400)),
         "paper": (VideoTrainConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=2000, grad_clip=1.0),
                   TrainerConfig(steps=100_000, batch_size=32, log_every=50, eval_every=5000, checkpoint_every=2000)),
     },
@@ -227,15 +231,18 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
 class VideoTask(TrainTask):
     """The training recipe of a video model for :class:`Trainer`: one module, ``model``."""
 
-    def __init__(self, model: VideoModelArtefact, cfg: VideoTrainConfig, eval_windows: torch.Tensor | None = None):
+    def __init__(self, model: VideoModelArtefact, cfg: VideoTrainConfig, eval_windows: torch.Tensor | None = None,
+                 total_steps: int = 0):
         self.modules: dict[str, torch.nn.Module] = {"model": model}
         self.cfg = cfg
         self.eval_windows = eval_windows
+        self.total_steps = total_steps
 
     def optimizers(self) -> list[OptimizerSpec]:
         c = self.cfg
         return [OptimizerSpec("model", ("model",), lr=c.lr, kind="adamw", betas=(float(c.betas[0]), float(c.betas[1])),
-                              weight_decay=c.weight_decay, warmup_steps=c.warmup_steps, grad_clip=c.grad_clip)]
+                              weight_decay=c.weight_decay, warmup_steps=c.warmup_steps, grad_clip=c.grad_clip,
+                              decay_steps=self.total_steps if c.cosine_decay else 0, final_lr_fraction=0.1)]
 
     def config_dict(self) -> dict[str, Any]:
         model: VideoModelArtefact = self.modules["model"]  # type: ignore[assignment]
@@ -342,7 +349,7 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     seed_everything(trainer_config.seed)
     net = model_class(model_config)
     net.codec = reference
-    task = VideoTask(net, train_config, eval_windows=periodic)
+    task = VideoTask(net, train_config, eval_windows=periodic, total_steps=trainer_config.steps)
     log.info(f"video {model} {preset}: {net.num_parameters() / 1e6:.2f}M parameters, condition {k} frames "
              f"(skip {skip}), codebook {model_config.codebook_size}; {trainer_config.steps} steps of batch "
              f"{trainer_config.batch_size}, {'bf16' if trainer_config.bf16 else 'fp32'}")

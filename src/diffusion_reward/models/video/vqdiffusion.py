@@ -9,7 +9,11 @@ pass through a small transformer encoder (the reference release froze this embed
 it no position or frame information; we do neither). The content stream is a stack of blocks,
 each: self-attention over the 64 content tokens, cross-attention to the encoded condition,
 and a convolutional MLP (3x3 convolutions on the 8x8 grid, hidden ``mlp_ratio`` x width); the
-time enters the two attention sublayers through adaptive LayerNorm.
+time enters the two attention sublayers through adaptive LayerNorm. The cross-attention logits
+get a learned bias per (head, condition frame, row offset, column offset), zero at the start:
+most codes of the next frame repeat the code at the same place one frame earlier, and this lets
+the network find "the same place" directly instead of through two unrelated position tables
+(``relative_bias=False`` removes it).
 
 Inference. The condition's cross-attention keys and values depend only on the condition, so
 :meth:`VQDiffusion.encode_condition` computes them once per window and every denoising step
