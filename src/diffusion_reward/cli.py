@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import time
 
 from diffusion_reward.errors import UserError
 
@@ -58,12 +59,46 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _busy_cores(seconds: float = 0.25) -> float | None:
+    """Cores kept busy by other processes right now (Linux: /proc/stat sampled ``seconds`` apart)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # all jiffies, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def choose_openmp_waiting() -> str | None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` when other processes keep the CPU busy; returns the reason, or ``None``.
+
+    OpenMP threads that spin between kernels are fastest on a quiet machine, and slowest beside
+    another busy process, whose cores they burn (benchmarks/openmp_waiting.py on 2 cores: spinning
+    ran small training steps 1.2-1.9x faster than sleeping when quiet, 1.6-2.5x slower beside one
+    busy process). libgomp reads the setting once, so it must precede importing torch; a user's own
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is left alone. The load is measured now, over a
+    quarter of a second (the load average lags by a minute).
+    """
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return None
+    busy = _busy_cores()
+    if busy is None or busy < 0.5:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return (f"other processes keep {busy:.1f} of {os.cpu_count()} CPU cores busy: OpenMP threads will sleep "
+            "rather than spin between kernels (set OMP_WAIT_POLICY yourself to choose)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP threads that spin while waiting turn any CPU contention (a renderer, a second run)
-    # into a ~10x slowdown of PyTorch on small machines (measured: a tiny codec step 6.7 s with
-    # spinning vs 0.6 s passive beside one busy process on 2 cores). Must precede importing torch.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
+    asks_help = not argv or any(a in ("-h", "--help", "--version") for a in argv)
+    openmp_note = None if asks_help else choose_openmp_waiting()
     commands = _available()
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in commands:
@@ -73,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if openmp_note and args.command not in ("doctor",):
+        print(f"diffusion-reward: {openmp_note}", file=sys.stderr)
     module = importlib.import_module(f"diffusion_reward.commands.{commands[args.command][0]}")
     try:
         return int(module.run(args) or 0)

@@ -50,7 +50,8 @@ class DemoConfig:
     rl_task: str = option("reach-v3", "task of the RL comparison")
     rl_rewards: tuple[str, ...] = option(("diffusion", "sparse"), "rewards compared in RL")
     rl_frames: int = option(20_000, "environment frames per RL run (0: skip RL)")
-    bf16: bool = option(True, "bfloat16 autocast for training and reward inference (measured faster on this CPU)")
+    bf16: bool | None = option(None, "bfloat16 autocast for training and reward inference (default: each "
+                                     "preset's choice, on where bf16 matrix products beat float32 on this machine)")
     seed: int = option(0, "seed of every stage")
 
 
@@ -178,7 +179,8 @@ def stage_data(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[
 
 
 def _trainer(config: DemoConfig, run_dir: Path, steps: int, base: Any) -> Any:
-    return dataclasses.replace(base, run_dir=str(run_dir), steps=steps, seed=config.seed, bf16=config.bf16,
+    bf16 = base.bf16 if config.bf16 is None else config.bf16  # auto: each preset's own choice
+    return dataclasses.replace(base, run_dir=str(run_dir), steps=steps, seed=config.seed, bf16=bf16,
                                tensorboard=False, checkpoint_every=max(steps, 1))
 
 

@@ -186,8 +186,10 @@ def test_config_validation() -> None:
         CodecConfig(channels=(24, 32), norm_groups=16)
     with pytest.raises(ValueError, match="divisible"):
         CodecConfig(image_size=60, channels=(16, 16, 16, 16), norm_groups=8)
-    with pytest.raises(ValueError, match="expected frames"):
-        VQGAN(TINY).encode_to_indices(torch.zeros(1, 3, 32, 32))
+    for bad in ((1, 3, 36, 36), (1, 3, 128, 128), (1, 64, 64, 3)):
+        with pytest.raises(ValueError, match="expected frames"):
+            VQGAN(TINY).encode_to_indices(torch.zeros(bad))
+    assert VQGAN(TINY).encode_to_indices(torch.zeros(1, 3, 32, 48)).shape == (1, 4, 6)  # a training crop
     cfg = dataclasses.replace(TINY, image_size=32, channels=(16, 16, 16))
     assert VQGAN(cfg).encode_to_indices(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 8)
 

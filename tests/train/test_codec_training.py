@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -129,3 +130,42 @@ def test_frame_and_window_datasets(squares) -> None:
         [0, 2], [1, 3], [10, 12]]
     with pytest.raises(ValueError, match="long enough"):
         WindowDataset([np.arange(2)], length=3, pad_start=False)
+
+
+def test_frame_dataset_crops_on_the_token_grid() -> None:
+    frames = np.arange(2 * 64 * 64 * 3, dtype=np.int64).reshape(2, 64, 64, 3).astype(np.uint8)
+    frames[..., 0] = np.arange(64)[None, :, None]  # red = row
+    frames[..., 1] = np.arange(64)[None, None, :]  # green = column
+    data = FrameDataset(frames, crop=32, align=8)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        batch = data.get_batch(np.array([0, 1, 1]))
+        assert batch.shape == (3, 3, 32, 32)
+        pixels = ((batch + 1) * 127.5).round().long()
+        for crop in pixels:
+            top, left = int(crop[0, 0, 0]), int(crop[1, 0, 0])
+            assert top % 8 == 0 and left % 8 == 0 and top + 32 <= 64 and left + 32 <= 64
+            assert (crop[0] == torch.arange(top, top + 32)[:, None]).all()  # a contiguous window
+            assert (crop[1] == torch.arange(left, left + 32)[None, :]).all()
+            seen.add((top, left))
+    assert len(seen) > 10  # offsets vary from frame to frame and batch to batch
+    with pytest.raises(ValueError, match="multiple of 8"):
+        FrameDataset(frames, crop=20, align=8)
+
+
+def test_crops_need_a_codec_without_attention(squares, tmp_path) -> None:
+    with pytest.raises(ValueError, match="without self-attention"):
+        train_codec(squares, tmp_path / "codec", "tiny", model_config=dataclasses.replace(PRESETS["tiny"],
+                    mid_attention=True), train_config=CodecTrainConfig(crop_size=32),
+                    trainer_config=_loop(tmp_path, "run", steps=1))
+
+
+@pytest.mark.slow
+def test_tiny_codec_learns_the_squares(tmp_path) -> None:
+    data = make_squares(tmp_path / "data", train=8, test=2, length=16, random=1)
+    loop = _loop(tmp_path, "run", steps=400, batch_size=16)
+    result = train_codec(data, tmp_path / "codec", "tiny", trainer_config=loop,
+                         train_config=CodecTrainConfig(lr=2e-3, cosine_decay=True, gan_weight=0.0))
+    m = result.metrics
+    assert m["test/psnr"] > 25 and m["test/codebook_usage"] > 0.5, m

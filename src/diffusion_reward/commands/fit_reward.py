@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the observed frame")
     p.add_argument("--num-samples", type=int, default=1, help="diffusion only: samples averaged per step")
     p.add_argument("--stride", type=int, default=10, help="diffusion only: denoising stride (10: 11 network passes)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help="bfloat16 autocast for the video networks")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast for the video networks (default: on where bf16 matrix products beat "
+                        "float32 on this machine, measured at start; saved with the model as 'auto')")
     p.add_argument("--task", nargs="+", default=None, help="use only these tasks of the dataset")
     p.add_argument("--preset", default="small", choices=["tiny", "small", "paper"],
                    help="network size of AMP's discriminator or RND's networks")

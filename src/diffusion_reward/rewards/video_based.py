@@ -30,7 +30,7 @@ from diffusion_reward.errors import UserError
 from diffusion_reward.models.codec import CodecConfig, VQGAN
 from diffusion_reward.rewards.base import RewardModel
 from diffusion_reward.utils.checkpoint import CONFIG_NAME, read_json
-from diffusion_reward.utils.device import autocast
+from diffusion_reward.utils.device import autocast, use_bf16
 
 
 class VideoModelReward(RewardModel):
@@ -42,7 +42,7 @@ class VideoModelReward(RewardModel):
     reward_config_class: ClassVar[type]
     video_class: ClassVar[type]
 
-    def __init__(self, codec: VQGAN, video: torch.nn.Module, bf16: bool = False, batch_size: int = 64,
+    def __init__(self, codec: VQGAN, video: torch.nn.Module, bf16: bool | None = None, batch_size: int = 64,
                  device: str | torch.device = "auto"):
         super().__init__(device)
         vcfg = video.config
@@ -54,7 +54,7 @@ class VideoModelReward(RewardModel):
                             f"{codec.config.token_grid}x{codec.config.token_grid}")
         self.codec = codec.to(self.device).eval()
         self.video = video.to(self.device).eval()
-        self.bf16 = bool(bf16)
+        self.bf16 = use_bf16(bf16, self.device)
         self.max_batch = int(batch_size)
         self.image_size = codec.config.image_size
         self.cond_frames, self.frame_skip = int(vcfg.cond_frames), int(getattr(vcfg, "frame_skip", 1))

@@ -27,7 +27,7 @@ from diffusion_reward.rewards.video_based import VideoModelReward
 class ViperConfig:
     """How VIPER queries its VideoGPT."""
 
-    bf16: bool = option(True, "bfloat16 autocast for the networks")
+    bf16: bool | None = option(None, "bfloat16 autocast for the networks; default: on where bf16 beats float32 here")
     batch_size: int = option(64, "windows scored per network batch")
 
 

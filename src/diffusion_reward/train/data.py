@@ -62,13 +62,23 @@ def load_frames(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
 
 
 class FrameDataset:
-    """Frames ``uint8 (N, H, W, 3)`` served as float ``(B, 3, H, W)`` batches in ``[-1, 1]``."""
+    """Frames ``uint8 (N, H, W, 3)`` served as float ``(B, 3, H, W)`` batches in ``[-1, 1]``.
 
-    def __init__(self, frames: np.ndarray | torch.Tensor):
+    With ``crop`` > 0, :meth:`get_batch` serves a random ``crop`` x ``crop`` window of each frame
+    instead, its corner on a multiple of ``align`` pixels (the codec's token stride, so that crop
+    tokens sit where whole-frame tokens do). The offsets come from PyTorch's global generator,
+    which the trainer seeds and checkpoints.
+    """
+
+    def __init__(self, frames: np.ndarray | torch.Tensor, crop: int = 0, align: int = 1):
         frames = torch.as_tensor(frames)
         if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+        size = min(frames.shape[1:3])
+        if crop and (crop > size or crop % align or crop < 0):
+            raise ValueError(f"crop {crop} must be a multiple of {align} no larger than the frames ({size})")
         self.frames = frames.contiguous()
+        self.crop, self.align = int(crop), int(align)
 
     @classmethod
     def from_episodes(cls, data: Any, split: str | None = "train", **kwargs: Any) -> "FrameDataset":
@@ -82,7 +92,16 @@ class FrameDataset:
         return frames_to_tensor(self.frames[i:i + 1])[0]
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
-        return frames_to_tensor(self.frames[indices])
+        frames = self.frames[indices]
+        if self.crop:
+            c = self.crop
+            n, h, w = frames.shape[:3]
+            top = torch.randint(0, (h - c) // self.align + 1, (n,)) * self.align
+            left = torch.randint(0, (w - c) // self.align + 1, (n,)) * self.align
+            rows = (top[:, None] + torch.arange(c))[:, :, None]
+            cols = (left[:, None] + torch.arange(c))[:, None, :]
+            frames = frames[torch.arange(n)[:, None, None], rows, cols]
+        return frames_to_tensor(frames)
 
     @property
     def image_size(self) -> int:

@@ -38,7 +38,7 @@ from diffusion_reward.models.video.artefact import VideoModelArtefact, codec_ref
 from diffusion_reward.models.video.videogpt import VideoGPT, VideoGPTConfig
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion, VQDiffusionConfig
 from diffusion_reward.train.data import WindowDataset
-from diffusion_reward.train.trainer import OptimizerSpec, Trainer, TrainerConfig, TrainTask
+from diffusion_reward.train.trainer import OptimizerSpec, Trainer, TrainerConfig, TrainTask, resolve_precision
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, save_tensors
 from diffusion_reward.utils.device import autocast, resolve_device
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
@@ -73,16 +73,18 @@ class VideoTrainConfig:
 
 # Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
 # presets are sized to train in about ten minutes on two CPU cores, in fp32: at these widths
-# bf16 autocast costs more in casts than it saves in matrix products on a CPU (see
-# benchmarks/video_model_throughput.py); on a GPU pass --bf16.
+# bf16 autocast costs more in casts than it saves in matrix products even on a CPU with bf16
+# matrix units, and CPUs without them emulate bf16 100x slower (see
+# benchmarks/video_model_throughput.py). `paper` leaves bf16 on auto: on where it is fast (GPUs).
 TRAIN_PRESETS: dict[str, dict[str, tuple[VideoTrainConfig, TrainerConfig]]] = {
     "vqdiffusion": {
         "tiny": (VideoTrainConfig(lr=1e-3, warmup_steps=10, eval_windows=32, periodic_eval_windows=16,
                                   grid_rows=2, grid_samples=2),
-                 TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20, ema_decay=0.9)),
+                 TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20, ema_decay=0.9,
+                               bf16=False)),
         "small": (VideoTrainConfig(lr=1e-3, warmup_steps=200, cosine_decay=True, eval_windows=256),
                   TrainerConfig(steps=1200, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400,
-                                ema_decay=0.99)),
+                                ema_decay=0.99, bf16=False)),
         # the reference averaged with decay 0.99 every 25 steps: 0.99 ** (1 / 25) per step
         "paper": (VideoTrainConfig(),
                   TrainerConfig(steps=100_000, batch_size=32, log_every=50, eval_every=5000,
@@ -91,10 +93,11 @@ TRAIN_PRESETS: dict[str, dict[str, tuple[VideoTrainConfig, TrainerConfig]]] = {
     "videogpt": {
         "tiny": (VideoTrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=10, grad_clip=1.0,
                                   eval_windows=32, periodic_eval_windows=16, grid_rows=2, grid_samples=2),
-                 TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20)),
+                 TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20, bf16=False)),
         "small": (VideoTrainConfig(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=200, grad_clip=1.0,
                                    cosine_decay=True, eval_windows=256),
-                  TrainerConfig(steps=1200, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400)),
+                  TrainerConfig(steps=1200, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400,
+                                bf16=False)),
         "paper": (VideoTrainConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.01, warmup_steps=2000, grad_clip=1.0),
                   TrainerConfig(steps=100_000, batch_size=32, log_every=50, eval_every=5000, checkpoint_every=2000)),
     },
@@ -302,6 +305,7 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     trainer_config = trainer_config or preset_trainer
     if not trainer_config.run_dir:
         trainer_config = dataclasses.replace(trainer_config, run_dir=f"runs/video-{model}-{preset}")
+    trainer_config = resolve_precision(trainer_config)
     run_dir = Path(trainer_config.run_dir)
     out = Path(out) if out is not None else run_dir / "model"
     t_start = time.perf_counter()

@@ -71,8 +71,8 @@ class CodecConfig:
 PRESETS: dict[str, CodecConfig] = {
     "tiny": CodecConfig(channels=(16, 16, 32, 32), num_res_blocks=1, attn_resolutions=(), mid_attention=False,
                         norm_groups=8, codebook_size=128, codebook_dim=16, lookup_dim=8, revive_after=20),
-    "small": CodecConfig(channels=(32, 32, 64, 128), num_res_blocks=1, attn_resolutions=(),
-                         norm_groups=16, codebook_size=1024, codebook_dim=64, lookup_dim=16, revive_after=100),
+    "small": CodecConfig(channels=(32, 32, 64, 128), num_res_blocks=1, attn_resolutions=(), mid_attention=False,
+                         norm_groups=16, codebook_size=1024, codebook_dim=64, lookup_dim=16, revive_after=25),
     "paper": CodecConfig(),
 }
 
@@ -257,12 +257,14 @@ class VQGAN(PretrainedModel):
         return self.quantizer.codebook.device
 
     def _check(self, x: torch.Tensor) -> None:
-        s = self.config.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
-            raise ValueError(f"expected frames as a float (B, 3, {s}, {s}) tensor, got {tuple(x.shape)}")
+        s, stride = self.config.image_size, self.config.image_size // self.config.token_grid
+        h, w = x.shape[-2:] if x.ndim == 4 else (0, 0)
+        if x.ndim != 4 or x.shape[1] != 3 or not (0 < h <= s and 0 < w <= s) or h % stride or w % stride:
+            raise ValueError(f"expected frames as a float (B, 3, {s}, {s}) tensor (or training crops whose sides "
+                             f"are multiples of {stride}), got {tuple(x.shape)}")
 
     def quantize(self, x: torch.Tensor) -> Quantized:
-        """Encode frames and quantize the latents."""
+        """Encode frames (or training crops of them) and quantize the latents."""
         self._check(x)
         return self.quantizer(self.quant_conv(self.encoder(x)))
 

@@ -305,7 +305,8 @@ class VQDiffusion(VideoModelArtefact):
 
     @torch.no_grad()
     def log_likelihood_bound(self, cond_tokens: torch.Tensor, target_tokens: torch.Tensor, stride: int = 10,
-                             generator: Generators = None, amp: bool = False) -> torch.Tensor:
+                             generator: Generators = None, amp: bool = False,
+                             use_cache: bool = True) -> torch.Tensor:
         """A lower bound on ``log p(target | condition)``, in **nats per frame**, shape (B,).
 
         The observed target codes (B, grid, grid) are forward-noised along the strided chain and
@@ -313,7 +314,8 @@ class VQDiffusion(VideoModelArtefact):
         evaluation per visited time; the condition is encoded once). The condition holds only
         the previous frames, never the target. One-sample estimate: deterministic given
         ``generator`` (one for the batch or one per window, as in :meth:`sample`); average
-        several calls for a tighter estimate.
+        several calls for a tighter estimate. ``use_cache=False`` re-encodes the condition at
+        every evaluation (same result, slower).
         """
         device = self.head.weight.device
         cond_tokens, target_tokens = cond_tokens.to(device), target_tokens.to(device)
@@ -321,8 +323,9 @@ class VQDiffusion(VideoModelArtefact):
         if target_tokens.shape[0] != cond_tokens.shape[0]:
             raise ValueError(f"{cond_tokens.shape[0]} conditions but {target_tokens.shape[0]} targets")
         with autocast(device, amp):
-            cache = self.encode_condition(cond_tokens)
-        return self.diffusion.bound(self._predictor(cache, amp), target_tokens.flatten(1), stride, generator)
+            cond = self.encode_condition(cond_tokens) if use_cache else cond_tokens
+        self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
+        return self.diffusion.bound(self._predictor(cond, amp), target_tokens.flatten(1), stride, generator)
 
 
 def build(preset: Literal["tiny", "small", "paper"] | str = "small", **overrides) -> VQDiffusion:

@@ -1,0 +1,146 @@
+"""Reward-model speed: frames/s of every reward kind on one 100-frame episode, one JSON line per variant.
+
+    python benchmarks/reward_throughput.py [--presets tiny small paper] [--frames 100] [--repeats 3]
+        [--device auto] [--threads N]
+
+For each preset (the codec, VQ-Diffusion and VideoGPT of that name together, freshly initialised:
+speed does not depend on the weights) and each precision (fp32, bf16 autocast), the time of
+``model.rewards(frames)`` on one episode of ``--frames`` frames:
+
+* ``diffusion/entropy``: the paper's reward (11 denoising passes per frame), with and without
+  the condition cache;
+* ``diffusion/likelihood``: the bound of the observed frame (11 passes, cache on);
+* ``viper``: VideoGPT log-likelihood of the observed frame;
+* ``amp``, ``rnd``: their networks at the same preset (float32 only: they have no bf16 switch);
+  ``motion``: the pixel-change reference.
+
+Every line carries ``ratio``: frames/s relative to the same preset and kind at fp32 (with cache
+for the entropy reward), measured in this run. For the ``paper`` preset the lines also carry the
+FLOPs per frame (counted by ``torch.utils.flop_counter`` on the same episode) and the fraction of
+this machine's matmul peak they reach, where the peak is a large square matrix product measured
+in the same run at the same precision (``{"kind": "matmul_peak"}`` lines). Timings are medians
+over ``--repeats`` after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from diffusion_reward.models.codec.vqgan import PRESETS as CODEC_PRESETS, VQGAN
+from diffusion_reward.models.video import videogpt, vqdiffusion
+from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS, AMPReward
+from diffusion_reward.rewards.diffusion import DiffusionReward, DiffusionRewardConfig
+from diffusion_reward.rewards.motion import MotionReward
+from diffusion_reward.rewards.rnd import PRESETS as RND_PRESETS, RNDReward
+from diffusion_reward.rewards.viper import ViperConfig, ViperReward
+from diffusion_reward.utils.device import resolve_device
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(device: torch.device, bf16: bool, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a ``size`` x ``size`` matrix product at the given precision (the machine's practical peak)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+
+    def product() -> None:
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * size ** 3 / median_seconds(product, repeats)
+
+
+def count_flops(model, frames: np.ndarray) -> int:
+    with FlopCounterMode(display=False) as counter:
+        model.rewards(frames, raw=True, resize=True)
+    return int(counter.get_total_flops())
+
+
+def reward_models(preset: str, bf16: bool, device: torch.device):
+    """(kind, variant, model) for every reward kind at ``preset``."""
+    torch.manual_seed(0)
+    codec = VQGAN(CODEC_PRESETS[preset])
+    codes = codec.config.codebook_size
+    diffusion = vqdiffusion.build(preset, codebook_size=codes, grid=codec.config.token_grid)
+    gpt = videogpt.build(preset, codebook_size=codes, grid=codec.config.token_grid)
+    for variant, caches in (("entropy", (True, False)), ("likelihood", (True,))):
+        for cache in caches:
+            cfg = DiffusionRewardConfig(variant=variant, bf16=bf16, condition_cache=cache)
+            yield "diffusion", variant, cache, DiffusionReward(codec, diffusion, cfg, device=device)
+    yield "viper", "likelihood", None, ViperReward(codec, gpt, ViperConfig(bf16=bf16), device=device)
+    if not bf16:
+        yield "amp", "", None, AMPReward(AMP_PRESETS[preset], device=device)
+        yield "rnd", "", None, RNDReward(RND_PRESETS[preset], device=device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"],
+                        help="model presets (codec, VQ-Diffusion, VideoGPT, AMP and RND of the same name)")
+    parser.add_argument("--frames", type=int, default=100, help="frames in the scored episode")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per variant (after one warm-up)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common = {"benchmark": "reward_throughput", "device": str(device), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "frames": args.frames}
+    frames = np.random.default_rng(0).integers(0, 256, (args.frames, 64, 64, 3), dtype=np.uint8)
+
+    peaks = {}
+    if "paper" in args.presets:
+        for bf16 in (False, True):
+            precision = "bf16" if bf16 else "fp32"
+            peaks[precision] = matmul_peak(device, bf16)
+            print(json.dumps({**common, "kind": "matmul_peak", "precision": precision,
+                              "flops_per_s": peaks[precision]}), flush=True)
+
+    motion = MotionReward()
+    seconds = median_seconds(lambda: motion.rewards(frames), args.repeats)
+    print(json.dumps({**common, "kind": "motion", "frames_per_s": args.frames / seconds}), flush=True)
+
+    for preset in args.presets:
+        base: dict[tuple[str, str], float] = {}
+        flops: dict[tuple[str, str, bool | None], int] = {}
+        for bf16 in (False, True):
+            precision = "bf16" if bf16 else "fp32"
+            for kind, variant, cache, model in reward_models(preset, bf16, device):
+                seconds = median_seconds(lambda: model.rewards(frames, raw=True, resize=True), args.repeats)
+                rate = args.frames / seconds
+                base.setdefault((kind, variant), rate)
+                line = {**common, "kind": kind, "variant": variant, "preset": preset, "precision": precision,
+                        "frames_per_s": rate, "seconds": seconds, "ratio": rate / base[(kind, variant)]}
+                if cache is not None:
+                    line["condition_cache"] = cache
+                if preset == "paper":
+                    key = (kind, variant, cache)
+                    if key not in flops:
+                        flops[key] = count_flops(model, frames)
+                    per_frame = flops[key] / args.frames
+                    line.update(flops_per_frame=per_frame, flops_per_s=per_frame * rate,
+                                fraction_of_matmul_peak=per_frame * rate / peaks[precision])
+                print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
