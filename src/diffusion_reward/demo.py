@@ -47,6 +47,9 @@ class DemoConfig:
     viper_preset: str = option("small", "VideoGPT preset")
     viper_steps: int = option(400, "VideoGPT training steps")
     baseline_steps: int = option(300, "offline training updates of AMP and RND")
+    stats_episodes: int = option(3, "expert train episodes per task whose rewards give the video-model rewards' "
+                                    "standardization statistics")
+    eval_windows: int = option(64, "held-out windows on which the video models' bits per token are reported")
     rl_task: str = option("reach-v3", "task of the RL comparison")
     rl_rewards: tuple[str, ...] = option(("diffusion", "sparse"), "rewards compared in RL")
     rl_frames: int = option(20_000, "environment frames per RL run (0: skip RL)")
@@ -101,6 +104,7 @@ def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = Fa
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
     plan = _stages(config)
+    expected = expected_seconds(config)
     started = time.perf_counter()
     for i, (name, key_fields, fn) in enumerate(plan, 1):
         key = {k: getattr(config, k) for k in key_fields}
@@ -110,7 +114,8 @@ def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = Fa
             say(f"[{i}/{len(plan)}] {name}: reusing finished work in {stage.dir}")
             results[name], timings[name] = hit["result"], hit["seconds"]
             continue
-        say(f"[{i}/{len(plan)}] {name} ...")
+        left = _time_left(expected, timings, [s[0] for s in plan[i - 1:]])
+        say(f"[{i}/{len(plan)}] {name} ...{left}")
         t0 = time.perf_counter()
         if stage.dir.exists():
             shutil.rmtree(stage.dir)  # unfinished or outdated: redo it whole
@@ -125,6 +130,25 @@ def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = Fa
     html = write_demo_report(config, root, results, timings, machine_summary())
     say(f"report: {html}")
     return html
+
+
+def expected_seconds(config: DemoConfig) -> dict[str, float] | None:
+    """Seconds each stage of ``config`` took on the reference machine, when it is a preset."""
+    for name, preset in PRESETS.items():
+        if config == preset:
+            return REFERENCE_SECONDS[name]
+    return None
+
+
+def _time_left(expected: dict[str, float] | None, done: dict[str, float], remaining: list[str]) -> str:
+    """`` (about N min left)``: the reference times of the remaining stages, scaled by how much
+    slower or faster this machine ran the stages done so far in this run."""
+    if not expected:
+        return ""
+    ran = [s for s in done if s in expected and expected[s] > 0]
+    speed = sum(done[s] for s in ran) / sum(expected[s] for s in ran) if ran else 1.0
+    seconds = speed * sum(expected.get(s, 0.0) for s in remaining)
+    return f" (about {max(1, round(seconds / 60))} min left)" if seconds >= 60 else f" (about {seconds:.0f} s left)"
 
 
 def machine_summary() -> dict[str, Any]:
@@ -146,10 +170,10 @@ def _stages(config: DemoConfig) -> list[tuple[str, tuple[str, ...], Callable]]:
     stages = [("data", DATA_KEYS, stage_data),
               ("codec", DATA_KEYS + ("codec_preset", "codec_steps", "bf16"), stage_codec),
               ("video", DATA_KEYS + ("codec_preset", "codec_steps", "video_preset", "video_steps", "viper",
-                                     "viper_preset", "viper_steps", "bf16"), stage_video)]
+                                     "viper_preset", "viper_steps", "eval_windows", "bf16"), stage_video)]
     model_keys = stages[-1][1]
-    stages.append(("rewards", model_keys + ("baseline_steps",), stage_rewards))
-    stages.append(("evaluate", model_keys + ("baseline_steps",), stage_evaluate))
+    stages.append(("rewards", model_keys + ("baseline_steps", "stats_episodes"), stage_rewards))
+    stages.append(("evaluate", model_keys + ("baseline_steps", "stats_episodes"), stage_evaluate))
     if config.rl_frames > 0 and config.rl_rewards:
         stages.append(("rl", model_keys + ("rl_task", "rl_rewards", "rl_frames"), stage_rl))
     return stages
@@ -205,8 +229,9 @@ def stage_video(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict
     for kind, preset, steps in jobs:
         run_dir = root / "video" / kind
         trainer = _trainer(config, run_dir / "run", steps, TRAIN_PRESETS[kind][preset][1])
-        train_cfg = dataclasses.replace(TRAIN_PRESETS[kind][preset][0], warmup_steps=min(
-            TRAIN_PRESETS[kind][preset][0].warmup_steps, max(1, steps // 10)))
+        base = TRAIN_PRESETS[kind][preset][0]
+        train_cfg = dataclasses.replace(base, warmup_steps=min(base.warmup_steps, max(1, steps // 10)),
+                                        eval_windows=min(base.eval_windows, config.eval_windows))
         res = train_video(root / "data", codec, model=kind, out=run_dir / "model", preset=preset,
                           train_config=train_cfg, trainer_config=trainer)
         out[kind] = {"model": str(res.artefact), "metrics": _jsonable(res.metrics),
@@ -231,7 +256,8 @@ def stage_rewards(config: DemoConfig, root: Path, results: dict[str, Any]) -> di
     out = {}
     for name, spec in specs.items():
         directory = root / "rewards" / name.replace(" ", "-").replace("(", "").replace(")", "")
-        model, info = fit_reward_model(dataset=ds, bf16=config.bf16, seed=config.seed, **spec)
+        model, info = fit_reward_model(dataset=ds, bf16=config.bf16, seed=config.seed,
+                                       stats_episodes=config.stats_episodes, **spec)
         model.save_pretrained(directory)
         out[name] = {"dir": str(directory), "info": _jsonable(info)}
     return out

@@ -22,19 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable episode files (and report them)")
 
 
-def _limit(dataset, max_episodes):
-    if max_episodes is None:
-        return dataset
-    keep, seen = [], {}
-    for e in dataset.entries:
-        key = (e["task"], e["policy"])
-        if seen.get(key, 0) < max_episodes:
-            seen[key] = seen.get(key, 0) + 1
-            keep.append(e)
-    dataset.entries = keep
-    return dataset
-
-
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.data.episodes import load_dataset
     from diffusion_reward.errors import UserError
@@ -51,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         models[name] = load_reward_model(path, device=args.device)
     if not args.no_motion:
         models.setdefault("motion", MotionReward())
-    dataset = _limit(load_dataset(args.data, skip_bad=args.skip_bad).select(split=args.split, task=args.task),
-                     args.max_episodes)
+    dataset = load_dataset(args.data, skip_bad=args.skip_bad).select(split=args.split, task=args.task)
+    dataset = dataset.limit(args.max_episodes)
     if len(dataset) == 0:
         raise UserError(f"{', '.join(args.data)}: no {args.split}-split episodes to evaluate on")
     result = evaluate_and_write(models, dataset, Path(args.out))

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="amp/rnd: frames per update")
     p.add_argument("--negative-policy", default="random",
                    help="amp: the train-split policy whose frames the discriminator learns to reject")
+    p.add_argument("--stats-episodes", type=int, default=5,
+                   help="diffusion/viper: the reward statistics (mean, std) come from this many train-split expert "
+                        "episodes per task (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the reward's sampling")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable episode files (and report them)")
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             args.kind, dataset, video_dir=args.video, codec_dir=args.codec, variant=args.variant,
             num_samples=args.num_samples, stride=args.stride, bf16=args.bf16, preset=args.preset,
             steps=args.steps, batch_size=args.batch_size, negative_policy=args.negative_policy,
-            tasks=args.task, seed=args.seed, device=args.device, progress=advance)
+            tasks=args.task, seed=args.seed, stats_episodes=args.stats_episodes or None, device=args.device,
+            progress=advance)
     model.save_pretrained(args.out)
     if dataset.skipped:
         print(f"skipped {len(dataset.skipped)} unreadable episode(s):\n  " + "\n  ".join(dataset.skipped))

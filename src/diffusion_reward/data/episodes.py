@@ -255,7 +255,23 @@ class EpisodeDataset(Sequence[Episode]):
 
         picked = [e for e in self.entries
                   if match(e["task"], task) and match(e["policy"], policy) and match(e["split"], split)]
-        sub = EpisodeDataset(self.roots, picked, self.attributes, self.skip_bad)
+        return self._subset(picked)
+
+    def limit(self, per_task_policy: int | None) -> "EpisodeDataset":
+        """At most the first ``per_task_policy`` episodes of every (task, policy) pair (``None``: all)."""
+        if per_task_policy is None:
+            return self
+        seen: dict[tuple[str, str], int] = {}
+        keep = []
+        for e in self.entries:
+            key = (e["task"], e["policy"])
+            if seen.get(key, 0) < per_task_policy:
+                seen[key] = seen.get(key, 0) + 1
+                keep.append(e)
+        return self._subset(keep)
+
+    def _subset(self, entries: list[dict[str, Any]]) -> "EpisodeDataset":
+        sub = EpisodeDataset(self.roots, entries, self.attributes, self.skip_bad)
         sub.skipped = self.skipped
         return sub
 

@@ -57,8 +57,14 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
                      codec_dir: str | os.PathLike | None = None, variant: str = "entropy", num_samples: int = 1,
                      stride: int = 10, bf16: bool | None = None, preset: str = "small", steps: int = 500,
                      batch_size: int = 64, negative_policy: str = "random", tasks: Any = None, seed: int = 0,
-                     device: str = "auto", progress: Callable[[int], None] | None = None) -> tuple[RewardModel, dict[str, Any]]:
-    """Build (and fit) a reward model of ``kind``; returns it and a dict of facts for the log."""
+                     stats_episodes: int | None = 5, device: str = "auto",
+                     progress: Callable[[int], None] | None = None) -> tuple[RewardModel, dict[str, Any]]:
+    """Build (and fit) a reward model of ``kind``; returns it and a dict of facts for the log.
+
+    The video-model rewards standardize with statistics of their raw reward on the first
+    ``stats_episodes`` train-split expert episodes of every task (``None``: all of them; scoring
+    is the slow part of building them).
+    """
     if kind not in KINDS:
         raise UserError(f"unknown reward kind {kind!r}; expected one of {', '.join(KINDS)}")
     experts = expert_episodes(dataset, "train", tasks)
@@ -66,6 +72,8 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
     if kind in ("diffusion", "viper"):
         if video_dir is None:
             raise UserError(f"--video is required for --kind {kind} (a directory written by train-video)")
+        experts = experts.limit(stats_episodes)
+        info["stats_episodes"] = len(experts)
         if kind == "diffusion":
             from diffusion_reward.rewards.diffusion import DiffusionRewardConfig, build_diffusion_reward
 

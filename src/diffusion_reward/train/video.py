@@ -82,8 +82,8 @@ TRAIN_PRESETS: dict[str, dict[str, tuple[VideoTrainConfig, TrainerConfig]]] = {
                                   grid_rows=2, grid_samples=2),
                  TrainerConfig(steps=30, batch_size=16, log_every=10, checkpoint_every=20, ema_decay=0.9,
                                bf16=False)),
-        "small": (VideoTrainConfig(lr=1e-3, warmup_steps=200, cosine_decay=True, eval_windows=256),
-                  TrainerConfig(steps=1200, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400,
+        "small": (VideoTrainConfig(lr=1e-3, warmup_steps=100, cosine_decay=True, eval_windows=256),
+                  TrainerConfig(steps=1100, batch_size=32, log_every=25, eval_every=400, checkpoint_every=400,
                                 ema_decay=0.99, bf16=False)),
         # the reference averaged with decay 0.99 every 25 steps: 0.99 ** (1 / 25) per step
         "paper": (VideoTrainConfig(),

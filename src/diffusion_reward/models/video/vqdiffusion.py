@@ -8,7 +8,8 @@ Network. The condition's codes get trainable code, position and frame-index embe
 pass through a small transformer encoder (the reference release froze this embedding and gave
 it no position or frame information; we do neither). The content stream is a stack of blocks,
 each: self-attention over the 64 content tokens, cross-attention to the encoded condition,
-and a convolutional MLP (3x3 convolutions on the 8x8 grid, hidden ``mlp_ratio`` x width); the
+and a convolutional MLP (3x3 convolutions on the 8x8 grid, hidden ``mlp_ratio`` x width, or the
+cheaper 1x1 -> depthwise 3x3 -> 1x1 of ``mlp_conv="separable"``); the
 time enters the two attention sublayers through adaptive LayerNorm. The cross-attention logits
 get a learned bias per (head, condition frame, row offset, column offset), zero at the start:
 most codes of the next frame repeat the code at the same place one frame earlier, and this lets
@@ -52,6 +53,9 @@ class VQDiffusionConfig:
     depth: int = option(16, "number of content blocks (self-attention, cross-attention, conv MLP)")
     heads: int = option(16, "attention heads of the content blocks")
     mlp_ratio: int = option(2, "hidden channels of the conv MLP, as a multiple of the width")
+    mlp_conv: Literal["full", "separable"] = option(
+        "full", "conv MLP: 'full' 3x3 convolutions in and out (the paper's), or 'separable' (1x1 in, depthwise "
+                "3x3, 1x1 out: the same 3x3 neighbourhood at ~1/8 of the compute)")
     cond_width: int = option(512, "width of the condition encoder (the cross-attention keys/values come from it)")
     cond_depth: int = option(1, "transformer layers of the condition encoder")
     cond_heads: int = option(8, "attention heads of the condition encoder")
@@ -80,7 +84,10 @@ class VQDiffusionConfig:
 
 PRESETS: dict[str, VQDiffusionConfig] = {
     "tiny": VQDiffusionConfig(width=32, depth=2, heads=2, cond_width=32, cond_depth=1, cond_heads=2),
-    "small": VQDiffusionConfig(width=128, depth=8, heads=8, cond_width=128, cond_depth=1, cond_heads=8),
+    # separable conv MLP and 6 blocks: 3x faster to train and ~2x faster to sample than 8 blocks
+    # of full 3x3 convolutions (6.96M parameters), which took 20 minutes for 700 steps on 2 cores
+    "small": VQDiffusionConfig(width=128, depth=6, heads=8, mlp_conv="separable", cond_width=128, cond_depth=1,
+                               cond_heads=8),
     "paper": VQDiffusionConfig(),
 }
 
@@ -99,18 +106,30 @@ class AdaLayerNorm(nn.Module):
 
 
 class ConvMLP(nn.Module):
-    """Two 3x3 convolutions over the token grid: mixes each token with its spatial neighbours."""
+    """Convolutions over the token grid that mix each token with its spatial neighbours: two 3x3
+    convolutions (``full``), or 1x1 -> depthwise 3x3 -> 1x1 (``separable``)."""
 
-    def __init__(self, width: int, ratio: int, grid: int):
+    def __init__(self, width: int, ratio: int, grid: int, kind: str = "full"):
         super().__init__()
         self.grid = grid
-        self.conv1 = nn.Conv2d(width, ratio * width, 3, padding=1)
-        self.conv2 = nn.Conv2d(ratio * width, width, 3, padding=1)
+        hidden = ratio * width
+        if kind == "full":
+            self.conv1 = nn.Conv2d(width, hidden, 3, padding=1)
+            self.depthwise = None
+            self.conv2 = nn.Conv2d(hidden, width, 3, padding=1)
+        elif kind == "separable":
+            self.conv1 = nn.Conv2d(width, hidden, 1)
+            self.depthwise = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+            self.conv2 = nn.Conv2d(hidden, width, 1)
+        else:
+            raise ValueError(f"unknown conv MLP {kind!r}: expected 'full' or 'separable'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        h = x.transpose(1, 2).reshape(b, c, self.grid, self.grid)
-        h = self.conv2(F.gelu(self.conv1(h), approximate="tanh"))
+        h = self.conv1(x.transpose(1, 2).reshape(b, c, self.grid, self.grid))
+        if self.depthwise is not None:
+            h = self.depthwise(h)
+        h = self.conv2(F.gelu(h, approximate="tanh"))
         return h.flatten(2).transpose(1, 2)
 
 
@@ -145,7 +164,7 @@ class ContentBlock(nn.Module):
         self.norm_cross = AdaLayerNorm(cfg.width)
         self.cross_attn = Attention(cfg.width, cfg.heads, kv_width=cfg.cond_width)
         self.norm_mlp = nn.LayerNorm(cfg.width)
-        self.mlp = ConvMLP(cfg.width, cfg.mlp_ratio, cfg.grid)
+        self.mlp = ConvMLP(cfg.width, cfg.mlp_ratio, cfg.grid, cfg.mlp_conv)
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor, cond_kv: KeyValue) -> torch.Tensor:
         x = x + self.self_attn(self.norm_self(x, time_emb))
