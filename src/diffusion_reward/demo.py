@@ -66,6 +66,11 @@ PRESETS: dict[str, DemoConfig] = {
 }
 
 
+# Seconds each stage of the presets took on the reference machine (2 AVX2 cores without bf16
+# units, quiet): the time-left estimate scales them by this machine's speed on the stages done.
+REFERENCE_SECONDS: dict[str, dict[str, float]] = {}
+
+
 class Stage:
     """A cached step of the demo: ``run`` is skipped when ``stage.json`` records the same ``key``."""
 
@@ -136,7 +141,7 @@ def expected_seconds(config: DemoConfig) -> dict[str, float] | None:
     """Seconds each stage of ``config`` took on the reference machine, when it is a preset."""
     for name, preset in PRESETS.items():
         if config == preset:
-            return REFERENCE_SECONDS[name]
+            return REFERENCE_SECONDS.get(name)
     return None
 
 
