@@ -27,6 +27,19 @@ def test_round_trip_lazy_and_filtered(tmp_path):
     assert ds.entries[1]["file"].endswith("noisy-0.1-test-00000.npz")
 
 
+def test_limit_keeps_the_first_episodes_of_each_task_and_policy(tmp_path):
+    w = DatasetWriter(tmp_path, {"image_size": 8})
+    for i in range(4):
+        for task in ("reach-v3", "door-open-v3"):
+            for policy in ("expert", "random"):
+                w.add(_episode(seed=i), task=task, policy=policy, split="test", seed=i)
+    ds = load_dataset(tmp_path)
+    two = ds.limit(2)
+    assert len(two) == 8 and {(e["task"], e["policy"], e["seed"]) for e in two.entries} == {
+        (t, p, s) for t in ("reach-v3", "door-open-v3") for p in ("expert", "random") for s in (0, 1)}
+    assert ds.limit(None) is ds and len(ds.select(policy="random").limit(1)) == 2
+
+
 def test_several_datasets_combine(tmp_path):
     for name in ("a", "b"):
         DatasetWriter(tmp_path / name, {"image_size": 8}).add(_episode(), task=name, policy="expert", split="train")

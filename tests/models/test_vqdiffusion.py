@@ -87,6 +87,31 @@ def test_condition_cache_is_exact():
         torch.testing.assert_close(v1, v2)
 
 
+def test_separable_conv_mlp_mixes_neighbours_at_a_fraction_of_the_cost():
+    full, separable = tiny(), tiny(mlp_conv="separable")
+    mlp_full, mlp_sep = full.blocks[0].mlp, separable.blocks[0].mlp
+    n_full = sum(p.numel() for p in mlp_full.parameters())
+    n_sep = sum(p.numel() for p in mlp_sep.parameters())
+    assert n_sep < n_full / 4
+    # a change at one token reaches its 3x3 neighbourhood and nothing beyond
+    x = torch.zeros(1, 64, separable.config.width)
+    y = torch.zeros_like(x)
+    y[0, 27] = 1.0  # row 3, column 3 of the 8x8 grid
+    changed = (mlp_sep(y) - mlp_sep(x)).abs().sum(-1)[0].view(8, 8) > 1e-7
+    assert changed[2:5, 2:5].all() and changed.sum() == 9
+    # the condition cache stays exact with it
+    cond, target = window(2)
+    model = separable.eval()
+    a = model.sample(cond, generator=torch.Generator().manual_seed(1), use_cache=True)
+    b = model.sample(cond, generator=torch.Generator().manual_seed(1), use_cache=False)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    bound = model.log_likelihood_bound(cond, target, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(bound, model.log_likelihood_bound(cond, target, generator=torch.Generator().manual_seed(2),
+                                                         use_cache=False))
+    with pytest.raises(ValueError, match="separable"):
+        tiny(mlp_conv="diagonal")
+
+
 def test_bad_tokens_get_clear_errors():
     model = tiny()
     cond, target = window(2)
