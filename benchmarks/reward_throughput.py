@@ -14,7 +14,8 @@ speed does not depend on the weights) and each precision (fp32, bf16 autocast), 
 * ``amp``, ``rnd``: their networks at the same preset (float32 only: they have no bf16 switch);
   ``motion``: the pixel-change reference.
 
-Every line carries ``ratio``: frames/s relative to the same preset and kind at fp32 (with cache
+Precisions: fp32, and bf16 where it is fast here (``--precisions`` to choose). Every line carries
+``ratio``: frames/s relative to the same preset and kind at the first precision (with cache
 for the entropy reward), measured in this run. For the ``paper`` preset the lines also carry the
 FLOPs per frame (counted by ``torch.utils.flop_counter`` on the same episode) and the fraction of
 this machine's matmul peak they reach, where the peak is a large square matrix product measured
@@ -41,7 +42,7 @@ from diffusion_reward.rewards.diffusion import DiffusionReward, DiffusionRewardC
 from diffusion_reward.rewards.motion import MotionReward
 from diffusion_reward.rewards.rnd import PRESETS as RND_PRESETS, RNDReward
 from diffusion_reward.rewards.viper import ViperConfig, ViperReward
-from diffusion_reward.utils.device import resolve_device
+from diffusion_reward.utils.device import bf16_is_fast, resolve_device
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -86,7 +87,7 @@ def reward_models(preset: str, bf16: bool, device: torch.device):
             cfg = DiffusionRewardConfig(variant=variant, bf16=bf16, condition_cache=cache)
             yield "diffusion", variant, cache, DiffusionReward(codec, diffusion, cfg, device=device)
     yield "viper", "likelihood", None, ViperReward(codec, gpt, ViperConfig(bf16=bf16), device=device)
-    if not bf16:
+    if not bf16:  # AMP and RND have no bf16 switch
         yield "amp", "", None, AMPReward(AMP_PRESETS[preset], device=device)
         yield "rnd", "", None, RNDReward(RND_PRESETS[preset], device=device)
 
@@ -99,19 +100,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per variant (after one warm-up)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
+                        help="precisions to compare (default: fp32, and bf16 where this machine runs bf16 matrix "
+                             "products faster than fp32; CPUs without bf16 units emulate it ~100x slower)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    precisions = args.precisions or (["fp32", "bf16"] if bf16_is_fast(device.type) else ["fp32"])
     common = {"benchmark": "reward_throughput", "device": str(device), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "frames": args.frames}
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, 64, 64, 3), dtype=np.uint8)
 
     peaks = {}
     if "paper" in args.presets:
-        for bf16 in (False, True):
-            precision = "bf16" if bf16 else "fp32"
-            peaks[precision] = matmul_peak(device, bf16)
+        for precision in precisions:
+            peaks[precision] = matmul_peak(device, precision == "bf16")
             print(json.dumps({**common, "kind": "matmul_peak", "precision": precision,
                               "flops_per_s": peaks[precision]}), flush=True)
 
@@ -122,8 +126,8 @@ def main() -> None:
     for preset in args.presets:
         base: dict[tuple[str, str], float] = {}
         flops: dict[tuple[str, str, bool | None], int] = {}
-        for bf16 in (False, True):
-            precision = "bf16" if bf16 else "fp32"
+        for precision in precisions:
+            bf16 = precision == "bf16"
             for kind, variant, cache, model in reward_models(preset, bf16, device):
                 seconds = median_seconds(lambda: model.rewards(frames, raw=True, resize=True), args.repeats)
                 rate = args.frames / seconds

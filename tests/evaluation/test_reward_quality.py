@@ -55,9 +55,23 @@ def test_evaluate_reward_models_on_known_ordering(tmp_path):
     assert m["auroc_noisy:0.5"] == 1.0
     assert m["spearman_quality"] > 0.9
     assert m["spearman_dense_within"] > 0.9
+    assert m["spearman_clear"] > 0.9
     assert set(result["curves"]["brightness"]["toy-v3"]) == {"expert", "noisy:0.1", "noisy:0.5", "random"}
     table = markdown_table(result)
     assert "brightness" in table and "toy-v3" in table and "**mean**" in table
+
+
+def test_clear_spearman_leaves_out_slightly_noisy_experts(tmp_path):
+    class PrefersSlightNoise(BrightnessScorer):
+        """Ranks noisy:0.1 above the expert, everything else in order."""
+
+        def rewards(self, frames):
+            b = super().rewards(frames)
+            return np.where((b.mean() > 0.25) & (b.mean() < 0.4), b + 1.0, b).astype(np.float32)
+
+    result = evaluate_reward_models({"r": PrefersSlightNoise()}, _write(tmp_path))
+    m = result["models"]["r"]["tasks"]["toy-v3"]
+    assert m["spearman_clear"] > 0.9 > m["spearman_quality"]
 
 
 def test_smoothing_keeps_constants_and_ignores_gaps(tmp_path):

@@ -101,6 +101,18 @@ def _or_default(value: Any, default: np.ndarray, dtype: Any) -> np.ndarray:
     return default if value is None else np.asarray(value, dtype=dtype)
 
 
+EXPERT_POLICIES = ("expert", "video")
+"""Policies whose episodes are demonstrations: scripted or replayed experts, and imported videos."""
+
+
+def policy_filter(policy: str) -> str | tuple[str, ...] | None:
+    """A ``--policy`` option as a :meth:`EpisodeDataset.select` filter: ``''`` = every policy,
+    ``expert`` = every demonstration policy (:data:`EXPERT_POLICIES`), anything else itself."""
+    if not policy:
+        return None
+    return EXPERT_POLICIES if policy == "expert" else policy
+
+
 def policy_slug(policy: str) -> str:
     """A file-name-safe form of a policy name (``noisy:0.1`` -> ``noisy-0.1``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", policy)

@@ -14,6 +14,7 @@ COLUMN_TITLES = {
     "auroc_random": "AUROC expert vs random",
     "auroc_noisy": "AUROC expert vs noisy",
     "spearman_quality": "Spearman(policy quality, reward)",
+    "spearman_clear": "Spearman(quality, reward): expert, clearly noisy, random",
     "spearman_dense": "Spearman(reward, dense)",
     "spearman_dense_within": "within-episode Spearman(reward, dense)",
 }

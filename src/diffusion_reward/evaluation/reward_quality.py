@@ -9,6 +9,8 @@ For each task and each reward model, on test-split episodes of the expert, of no
 - ``spearman_quality``: Spearman correlation between policy quality (expert > increasing noise
   > random, as ranks) and episode-mean reward; good rewards are strongly positive. (The issue's
   "reward falls as noise grows" is the same number with the sign of the noise axis.)
+  ``spearman_clear``: the same over the expert, the clearly noisy experts (std >= 0.5) and the
+  random policy only; small noise barely changes what MetaWorld's scripted experts do.
 - ``spearman_dense``: Spearman correlation between the per-step learned reward and the
   simulator's shaped (dense) reward, pooled over all episodes of the task.
 - ``spearman_dense_within``: the same correlation computed inside each expert episode, averaged:
@@ -33,6 +35,9 @@ from scipy import stats
 from diffusion_reward.data.episodes import EpisodeDataset
 
 NOISY = re.compile(r"^noisy:(?P<std>[0-9.]+)$")
+CLEAR_NOISE = 0.5
+"""Action-noise std from which a noisy expert counts as clearly worse than the expert (at 0.1-0.3
+MetaWorld's scripted experts still succeed most of the time)."""
 
 
 def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
@@ -108,10 +113,12 @@ def task_metrics(scored: Sequence[ScoredEpisode]) -> dict[str, float]:
     for p in noisy:
         metrics[f"auroc_{p}"] = auroc(expert, [s.mean for s in by_policy[p]])
     ranked = [(policy_rank(s.policy), s.mean) for s in scored if policy_rank(s.policy) is not None]
-    if ranked:
-        order = sorted({r for r, _ in ranked})
-        quality = [-order.index(r) for r, _ in ranked]  # higher = better policy
-        metrics["spearman_quality"] = spearman(quality, [m for _, m in ranked])
+    for name, keep in (("spearman_quality", lambda r: True), ("spearman_clear", lambda r: r == 0 or r >= CLEAR_NOISE)):
+        picked = [(r, m) for r, m in ranked if keep(r)]
+        if picked:
+            order = sorted({r for r, _ in picked})
+            quality = [-order.index(r) for r, _ in picked]  # higher = better policy
+            metrics[name] = spearman(quality, [m for _, m in picked])
     # reward j scores reaching frame j; dense[j-1] is the shaped reward of the step into frame j
     pooled_r = np.concatenate([s.rewards[1:] for s in scored]) if scored else np.zeros(0)
     pooled_d = np.concatenate([s.dense for s in scored]) if scored else np.zeros(0)
@@ -147,7 +154,7 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-SUMMARY_COLUMNS = ("auroc_random", "auroc_noisy", "spearman_quality", "spearman_dense",
+SUMMARY_COLUMNS = ("auroc_random", "auroc_noisy", "spearman_quality", "spearman_clear", "spearman_dense",
                    "spearman_dense_within")
 
 

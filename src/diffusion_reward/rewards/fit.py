@@ -18,16 +18,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from diffusion_reward.data.episodes import EpisodeDataset
+from diffusion_reward.data.episodes import EXPERT_POLICIES, EpisodeDataset
 from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.base import RewardModel
 
-EXPERT = ("expert", "video")
 KINDS = ("diffusion", "viper", "amp", "rnd", "motion")
 
 
 def expert_episodes(dataset: EpisodeDataset, split: str = "train", tasks: Any = None) -> EpisodeDataset:
-    picked = dataset.select(policy=EXPERT, split=split, task=tasks)
+    picked = dataset.select(policy=EXPERT_POLICIES, split=split, task=tasks)
     if len(picked) == 0:
         roots = ", ".join(str(r) for r in dataset.roots)
         raise UserError(f"{roots}: no {split}-split expert episodes (policies here: {dataset.policies}); "

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from diffusion_reward.config import option, to_dict
-from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_slug
+from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_filter, policy_slug
 from diffusion_reward.models.codec.discriminator import PatchDiscriminator
 from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_discriminator_loss,
                                                   hinge_generator_loss, l1_loss)
@@ -50,6 +50,8 @@ class CodecTrainConfig:
     cosine_decay: bool = option(False, "decay the learning rates along a half cosine to 5% of their peak at the "
                                        "last step of the run (--steps)")
     grad_clip: float = option(0.0, "clip the codec's gradient norm to this (0: no clipping)")
+    policy: str = option("expert", "train on split=train episodes of this policy ('' for every policy; 'expert' "
+                                   "includes imported videos)")
     crop_size: int = option(0, "train on random crops of this many pixels per side, on the token grid (0: whole "
                                "frames); a codec without attention is convolutional, so it learns as much per "
                                "pixel from crops, at a fraction of the compute per sample")
@@ -273,7 +275,8 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
 
     t_start = time.perf_counter()
     dataset = data if isinstance(data, EpisodeDataset) else load_dataset(data)
-    train_frames = load_frames(dataset, split="train")
+    wanted = policy_filter(train_config.policy)
+    train_frames = load_frames(dataset, split="train", policy=wanted)
     size = model_config.image_size
     if train_frames.shape[1:3] != (size, size):
         raise DatasetError(f"{', '.join(map(str, dataset.roots))}: frames are {train_frames.shape[2]}x"
@@ -284,7 +287,7 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
         return frames[np.sort(rng.choice(len(frames), min(n, len(frames)), replace=False))]
 
     # held out = split=test episodes of the policies trained on; other policies are reported apart
-    policies = sorted({e["policy"] for e in dataset.select(split="train").entries})
+    policies = sorted({e["policy"] for e in dataset.select(split="train", policy=wanted).entries})
     evals: dict[str, np.ndarray] = {"train": subsample(train_frames, train_config.eval_frames)}
     held = dataset.select(split="test", policy=policies)
     if len(held):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from diffusion_reward.config import option, to_dict
-from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset
+from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_filter
 from diffusion_reward.errors import UserError
 from diffusion_reward.models.video import videogpt, vqdiffusion
 from diffusion_reward.models.video.artefact import VideoModelArtefact, codec_reference
@@ -60,7 +60,8 @@ class VideoTrainConfig:
     grad_clip: float = option(0.5, "clip the global gradient norm to this (0: no clipping)")
     cosine_decay: bool = option(False, "after the warm-up, decay the learning rate along a half cosine to 10% at "
                                        "the last step (--steps); otherwise keep it constant")
-    policy: str = option("expert", "train (and evaluate) on episodes of this policy ('' for every policy)")
+    policy: str = option("expert", "train (and evaluate) on episodes of this policy ('' for every policy; 'expert' "
+                                   "includes imported videos)")
     compare_policy: str = option("random", "also score windows of this policy's episodes (any split) when the data "
                                            "has them ('' to skip)")
     eval_windows: int = option(512, "held-out windows (evenly spread) for the final scores")
@@ -277,10 +278,6 @@ class VideoResult:
     metrics: dict[str, Any]
 
 
-def _policy_filter(policy: str) -> str | None:
-    return policy or None
-
-
 def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.PathLike], codec: str | os.PathLike,
                 model: ModelKind = "vqdiffusion", out: str | os.PathLike | None = None, preset: str = "small",
                 model_config: VQDiffusionConfig | VideoGPTConfig | None = None,
@@ -325,7 +322,7 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     k, skip = model_config.cond_frames, model_config.frame_skip
 
     dataset = data if isinstance(data, EpisodeDataset) else load_dataset(data)
-    policy = _policy_filter(train_config.policy)
+    policy = policy_filter(train_config.policy)
     train_eps = dataset.select(split="train", policy=policy)
     if len(train_eps) == 0:
         raise DatasetError(f"{', '.join(map(str, dataset.roots))}: no split=train episodes of policy "
