@@ -14,12 +14,13 @@ from diffusion_reward.rl.loop import RLConfig, train
 def comparison_config(task: str, reward: str, frames: int, seed: int, reward_model: str | None,
                       expert_data: str | None) -> RLConfig:
     """A CPU-sized run: state observations (the learned reward still reads rendered frames), a
-    smaller batch and network, evaluation ten times over the run."""
+    smaller batch and network, evaluation five times over the run (and at frame 0), on 5 episodes
+    (3 for runs under 4000 frames, where evaluation would otherwise dominate the time)."""
     agent = dataclasses.replace(DrQV2Config(), obs_type="state", batch_size=128, hidden_dim=256,
                                 num_expl_steps=min(1000, frames // 10))
     return RLConfig(task=task, reward=reward, reward_model=reward_model, expert_data=expert_data, obs="state",
                     seed=seed, num_train_frames=frames, num_seed_frames=min(2000, frames // 5),
-                    eval_every_frames=max(frames // 10, 200), num_eval_episodes=5, eval_video_episodes=1,
+                    eval_every_frames=max(frames // 5, 200), num_eval_episodes=5 if frames >= 4000 else 3, eval_video_episodes=1,
                     checkpoint_every_frames=frames, bonus_preset="small", tensorboard=False, agent=agent)
 
 
