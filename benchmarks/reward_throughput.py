@@ -1,7 +1,7 @@
 """Reward-model speed: frames/s of every reward kind on one 100-frame episode, one JSON line per variant.
 
     python benchmarks/reward_throughput.py [--presets tiny small paper] [--frames 100] [--repeats 3]
-        [--device auto] [--threads N]
+        [--device auto] [--threads 1 2] [--precisions fp32 bf16]
 
 For each preset (the codec, VQ-Diffusion and VideoGPT of that name together, freshly initialised:
 speed does not depend on the weights) and each precision (fp32, bf16 autocast), the time of
@@ -15,8 +15,8 @@ speed does not depend on the weights) and each precision (fp32, bf16 autocast), 
   ``motion``: the pixel-change reference.
 
 Precisions: fp32, and bf16 where it is fast here (``--precisions`` to choose). Every line carries
-``ratio``: frames/s relative to the same preset and kind at the first precision (with cache
-for the entropy reward), measured in this run. For the ``paper`` preset the lines also carry the
+``ratio``: frames/s relative to the same preset and kind at the first thread count and precision
+(with cache for the entropy reward), measured in this run. For the ``paper`` preset the lines also carry the
 FLOPs per frame (counted by ``torch.utils.flop_counter`` on the same episode) and the fraction of
 this machine's matmul peak they reach, where the peak is a large square matrix product measured
 in the same run at the same precision (``{"kind": "matmul_peak"}`` lines). Timings are medians
@@ -99,18 +99,26 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100, help="frames in the scored episode")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per variant (after one warm-up)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="PyTorch CPU thread counts to compare, e.g. 1 2 (default: PyTorch's choice only)")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
                         help="precisions to compare (default: fp32, and bf16 where this machine runs bf16 matrix "
                              "products faster than fp32; CPUs without bf16 units emulate it ~100x slower)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    thread_counts = args.threads or [torch.get_num_threads()]
     precisions = args.precisions or (["fp32", "bf16"] if bf16_is_fast(device.type) else ["fp32"])
-    common = {"benchmark": "reward_throughput", "device": str(device), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "frames": args.frames}
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, 64, 64, 3), dtype=np.uint8)
+    base: dict[tuple[str, str, str], float] = {}  # the first thread count and precision of each model
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        common = {"benchmark": "reward_throughput", "device": str(device), "threads": threads,
+                  "torch": torch.__version__, "frames": args.frames}
+        run_thread_count(args, device, precisions, frames, common, base)
+
+
+def run_thread_count(args: argparse.Namespace, device: torch.device, precisions: list[str], frames: np.ndarray,
+                     common: dict, base: dict[tuple[str, str, str], float]) -> None:
 
     peaks = {}
     if "paper" in args.presets:
@@ -124,16 +132,15 @@ def main() -> None:
     print(json.dumps({**common, "kind": "motion", "frames_per_s": args.frames / seconds}), flush=True)
 
     for preset in args.presets:
-        base: dict[tuple[str, str], float] = {}
         flops: dict[tuple[str, str, bool | None], int] = {}
         for precision in precisions:
             bf16 = precision == "bf16"
             for kind, variant, cache, model in reward_models(preset, bf16, device):
                 seconds = median_seconds(lambda: model.rewards(frames, raw=True, resize=True), args.repeats)
                 rate = args.frames / seconds
-                base.setdefault((kind, variant), rate)
+                base.setdefault((preset, kind, variant), rate)
                 line = {**common, "kind": kind, "variant": variant, "preset": preset, "precision": precision,
-                        "frames_per_s": rate, "seconds": seconds, "ratio": rate / base[(kind, variant)]}
+                        "frames_per_s": rate, "seconds": seconds, "ratio": rate / base[(preset, kind, variant)]}
                 if cache is not None:
                     line["condition_cache"] = cache
                 if preset == "paper":
