@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from diffusion_reward import cli
-from diffusion_reward.demo import PRESETS, DemoConfig, _time_left, expected_seconds, run_demo
+from diffusion_reward.demo import PRESETS, DemoConfig, _stages, _time_left, expected_seconds, run_demo
 
 TOY = dataclasses.replace(PRESETS["quick"], expert_episodes=2, test_episodes=1, random_train_episodes=1,
                           max_steps=60, codec_steps=6, video_steps=4, baseline_steps=4, stats_episodes=1,
@@ -44,6 +44,8 @@ def test_time_left_scales_reference_times_by_this_machines_speed() -> None:
     assert _time_left(expected, {"data": 10.0}, ["video"]) == " (about 30 s left)"
     assert _time_left(None, {}, ["data"]) == ""
     assert expected_seconds(DemoConfig(seed=12345)) is None  # no estimate for custom settings
+    for name, preset in PRESETS.items():  # every stage of every preset has a measured reference time
+        assert set(expected_seconds(preset)) == {stage for stage, _, _ in _stages(preset)}, name
 
 
 def test_demo_help_documents_every_option(capsys) -> None:
