@@ -196,7 +196,7 @@ def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out:
     atomic_write_json(out / "reward_quality.json", {"models": result["models"]})
     figures = {}
     for name, curves in result["curves"].items():
-        path = out / f"reward_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+        path = out / f"reward_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-')}.png"
         plot_reward_curves(curves, path, title=f"{name}: reward along the episode (mean ± std over episodes, 5-step moving average)")
         figures[name] = str(path)
     return {**result, "table": table, "figures": figures}
