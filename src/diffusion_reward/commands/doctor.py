@@ -103,15 +103,12 @@ def compute_report(device_name: str, seconds: float, size: int = 1024) -> dict[s
     """Torch device, thread counts, and fp32 vs bf16 matmul throughput on that device."""
     import torch
 
-    from diffusion_reward.utils.device import resolve_device
+    from diffusion_reward.utils.device import available_cpus, resolve_device
 
     device = resolve_device(device_name)
     fp32 = _matmul_gflops(device, torch.float32, size, seconds / 2)
     bf16 = _matmul_gflops(device, torch.bfloat16, size, seconds / 2)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = available_cpus()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": str(device), "device_name": name, "torch_threads": torch.get_num_threads(),
             "cpu_cores": cores, "matmul_size": size, "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),

@@ -392,10 +392,9 @@ class CollectReport:
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    from diffusion_reward.utils.device import available_cpus
+
+    return available_cpus()
 
 
 def collect(config: CollectConfig, out: str | os.PathLike, *, skip_bad: bool = False, progress: bool = True,

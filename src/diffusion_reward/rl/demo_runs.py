@@ -20,7 +20,8 @@ def comparison_config(task: str, reward: str, frames: int, seed: int, reward_mod
                                 num_expl_steps=min(1000, frames // 10))
     return RLConfig(task=task, reward=reward, reward_model=reward_model, expert_data=expert_data, obs="state",
                     seed=seed, num_train_frames=frames, num_seed_frames=min(2000, frames // 5),
-                    eval_every_frames=max(frames // 5, 200), num_eval_episodes=5 if frames >= 4000 else 3, eval_video_episodes=1,
+                    eval_every_frames=max(frames // 5, 200), num_eval_episodes=5 if frames >= 4000 else 3,
+                    eval_video_episodes=1,
                     checkpoint_every_frames=frames, bonus_preset="small", tensorboard=False, agent=agent)
 
 

@@ -78,7 +78,7 @@ from diffusion_reward.rl.drqv2 import DrQV2Agent, DrQV2Config
 from diffusion_reward.rl.env_worker import frames_from_obs
 from diffusion_reward.rl.replay import EPISODE_DIR, INDEX_NAME, ReplayBuffer
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
-from diffusion_reward.utils.device import torch_threads
+from diffusion_reward.utils.device import available_cpus, torch_threads
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
 from diffusion_reward.utils.seeding import rng_state, seed_everything, set_rng_state
 
@@ -87,8 +87,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 # Settings a resumed run may change: they decide how long it runs, how it is watched and how fast
 # it goes, not what it learns (thread counts and devices may change float rounding, though).
 RESUMABLE_CHANGES = ("num_train_frames", "eval_every_frames", "num_eval_episodes", "eval_video_episodes",
-                     "checkpoint_every_frames", "env_worker", "render_threads", "learner_threads", "reward_threads", "device",
-                     "tensorboard")
+                     "checkpoint_every_frames", "env_worker", "render_threads", "learner_threads", "reward_threads",
+                     "device", "tensorboard")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +135,8 @@ class RLConfig:
                                     "frames; 0 leaves the environment's setting")
     learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
     reward_threads: int = option(0, "PyTorch intra-op threads while the learned reward of a finished episode is "
-                                    "computed, when nothing else runs in this process (0: PyTorch's default, "
-                                    "every core: the small entropy reward ran 1.8x faster on 2 threads than on 1 here)")
+                                    "computed, when nothing else runs in this process (0: every one of "
+                                    "the cores this process may use: the small entropy reward ran 1.8x faster on 2 threads than on 1 here)")
     device: str = option("auto", "device of the agent and reward models: auto, cpu, cuda, cuda:N")
     tensorboard: bool = option(True, "write TensorBoard events beside the CSV files")
     agent: DrQV2Config = option(DrQV2Config(), "DrQ-v2 hyperparameters (command line: --agent-* flags)")
@@ -222,13 +222,6 @@ def renders_every_step(config: RLConfig) -> bool:
         return True
     rnd_on_frames = config.rnd_input == "pixels" and resolve_alpha(config.reward, config.alpha) > 0
     return config.reward not in ("sparse", "rnd") or rnd_on_frames
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
@@ -335,7 +328,7 @@ class RLRun:
         self.checkpoint: Path | None = None
         self.config = self._prepare_run_dir(config, resume)
         cfg = self.config
-        self.reward_threads = cfg.reward_threads or torch.get_num_threads()
+        self.reward_threads = cfg.reward_threads or available_cpus()
         if cfg.learner_threads > 0:
             torch.set_num_threads(cfg.learner_threads)
         self.clock = _Clock()
