@@ -130,6 +130,23 @@ def test_pixel_run_stores_the_learned_reward_of_the_frame_each_step_reaches(tmp_
                                [e["component/model"].sum().item() for e in episodes], rtol=1e-5)
 
 
+def test_episode_reward_runs_on_reward_threads_and_the_learner_keeps_its_own(tmp_path, motion_dir, monkeypatch):
+    from diffusion_reward.rl.reward_terms import RewardTerms
+
+    seen: list[int] = []
+    original = RewardTerms.episode_components
+
+    def spy(self, frames, steps):
+        seen.append(torch.get_num_threads())
+        return original(self, frames, steps)
+
+    monkeypatch.setattr(RewardTerms, "episode_components", spy)
+    run_cli(tmp_path / "run", "--task", "reach-v3", "--reward", "motion", "--reward-model", str(motion_dir),
+            "--obs", "state", "--frames", "200", "--learner-threads", "1", "--reward-threads", "3")
+    assert seen and set(seen) == {3}
+    assert torch.get_num_threads() == 1
+
+
 @pytest.mark.parametrize("reward", ["sparse", "rnd"])
 def test_adroit_door_trains_with_sparse_and_rnd(tmp_path, reward):
     run_dir = tmp_path / "run"
