@@ -54,7 +54,8 @@ class DemoConfig:
     stats_episodes: int = option(3, "expert train episodes per task whose rewards give the video-model rewards' "
                                     "standardization statistics")
     eval_windows: int = option(64, "held-out windows on which the video models' bits per token are reported")
-    rl_task: str = option("drawer-open-v3", "task of the RL comparison (one of --tasks: the reward model knows only those)")
+    rl_task: str = option("drawer-open-v3", "task of the RL comparison (one of --tasks: the reward model knows "
+                                            "only those)")
     rl_rewards: tuple[str, ...] = option(("diffusion", "sparse"), "rewards compared in RL")
     rl_frames: int = option(4000, "environment frames per RL run (0: skip RL)")
     bf16: bool | None = option(None, "bfloat16 autocast for training and reward inference (default: each "

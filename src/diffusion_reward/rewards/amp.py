@@ -31,12 +31,11 @@ import torch
 from torch import nn
 
 from diffusion_reward.config import from_dict, option, to_dict
-from diffusion_reward.errors import UserError
 from diffusion_reward.data.episodes import EXPERT_POLICIES
+from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.base import (OnlineRewardModel, check_frames, frames_to_model_input,
                                            register_reward)
 from diffusion_reward.rewards.rnd import conv_features
-
 
 
 @dataclasses.dataclass(frozen=True)

@@ -135,8 +135,8 @@ class RLConfig:
                                     "frames; 0 leaves the environment's setting")
     learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
     reward_threads: int = option(0, "PyTorch intra-op threads while the learned reward of a finished episode is "
-                                    "computed, when nothing else runs in this process (0: every one of "
-                                    "the cores this process may use: the small entropy reward ran 1.8x faster on 2 threads than on 1 here)")
+                                    "computed, when nothing else runs in this process (0: every core this process "
+                                    "may use; the small entropy reward ran 1.8x faster on 2 threads than on 1 here)")
     device: str = option("auto", "device of the agent and reward models: auto, cpu, cuda, cuda:N")
     tensorboard: bool = option(True, "write TensorBoard events beside the CSV files")
     agent: DrQV2Config = option(DrQV2Config(), "DrQ-v2 hyperparameters (command line: --agent-* flags)")
