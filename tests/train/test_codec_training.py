@@ -161,6 +161,27 @@ def test_crops_need_a_codec_without_attention(squares, tmp_path) -> None:
                     trainer_config=_loop(tmp_path, "run", steps=1))
 
 
+def test_crop_training_ends_on_whole_frames(squares, tmp_path, monkeypatch) -> None:
+    """With whole_frame_fraction, the last steps train on whole frames (the crop batch's pixel count), so
+    GroupNorm meets whole-frame statistics before the codec is used on whole frames."""
+    seen: list[tuple[int, ...]] = []
+    forward = VQGAN.forward
+
+    def recording(self, x):
+        if self.training:
+            seen.append(tuple(x.shape))
+        return forward(self, x)
+
+    monkeypatch.setattr(VQGAN, "forward", recording)
+    train_codec(squares, tmp_path / "codec", "tiny", model_config=PRESETS["tiny"],
+                train_config=CodecTrainConfig(crop_size=32, whole_frame_fraction=0.25, gan_weight=0.0,
+                                              l2_weight=1.0),
+                trainer_config=_loop(tmp_path, "run", steps=8, batch_size=8))
+    assert seen == [(8, 3, 32, 32)] * 6 + [(2, 3, 64, 64)] * 2
+    header = (tmp_path / "run" / "train.csv").read_text().splitlines()[0].split(",")
+    assert "mse" in header and "l1" in header  # the squared-error term is logged apart
+
+
 @pytest.mark.slow
 def test_tiny_codec_learns_the_squares(tmp_path) -> None:
     data = make_squares(tmp_path / "data", train=8, test=2, length=16, random=1)

@@ -384,7 +384,11 @@ class Trainer:
         cls = torch.optim.AdamW if spec.kind == "adamw" else torch.optim.Adam
         if spec.kind not in ("adam", "adamw"):
             raise ValueError(f"optimizer kind must be adam or adamw, got {spec.kind!r}")
-        return cls(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+        # the fused kernel: one pass over all parameters instead of ~10 small ops per tensor (the
+        # per-tensor loop took 15% of a small codec's CPU training step)
+        params = [p for _, p in named]
+        fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+        return cls(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps, fused=fused)
 
     def _ema_targets(self) -> list[torch.Tensor]:
         model = self.task.modules["model"]
