@@ -82,6 +82,15 @@ def test_resume_continues_from_the_last_checkpoint(setup):
     assert rows[-1].startswith("6,")
 
 
+def test_a_used_run_directory_is_refused_before_tokenising(setup, capsys):
+    train(setup, "used", "--steps", "2", "--checkpoint-every", "2")
+    (setup / "used" / "tokens.safetensors").unlink()
+    assert cli.main(["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), "--preset",
+                     "tiny", "--run-dir", str(setup / "used"), "--steps", "4", "--no-progress"]) != 0
+    assert "already has checkpoints; pass --resume" in capsys.readouterr().err
+    assert not (setup / "used" / "tokens.safetensors").exists()  # refused before the slow tokenising
+
+
 def test_a_different_codec_is_refused(setup, tmp_path):
     torch.manual_seed(1)
     VQGAN(CODEC_PRESETS["tiny"]).save_pretrained(tmp_path / "other")

@@ -33,7 +33,8 @@ from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_dis
 from diffusion_reward.models.codec.lpips import LPIPS, find_lpips_weights, load_lpips
 from diffusion_reward.models.codec.vqgan import PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr
 from diffusion_reward.train.data import FrameDataset, load_frames
-from diffusion_reward.train.trainer import OptimizerSpec, Trainer, TrainerConfig, TrainTask, resolve_precision
+from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
+                                            resolve_precision)
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
 from diffusion_reward.utils.seeding import seed_everything
@@ -308,6 +309,7 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     trainer_config = resolve_precision(trainer_config)
     run_dir = Path(trainer_config.run_dir)
     out = Path(out) if out is not None else run_dir / "model"
+    check_run_dir(trainer_config)
 
     t_start = time.perf_counter()
     dataset = data if isinstance(data, EpisodeDataset) else load_dataset(data)

@@ -251,6 +251,17 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 # ----------------------------------------------------------------------------- trainer
 
+def check_run_dir(config: TrainerConfig) -> None:
+    """Raise :class:`UserError` if ``config.run_dir`` holds checkpoints and ``resume`` is off.
+
+    The trainer checks this itself; commands call it first too, so the error comes before slow
+    preparation (loading data, tokenising) rather than after it.
+    """
+    if config.run_dir and not config.resume and checkpoint_dirs(Path(config.run_dir)):
+        raise UserError(f"{config.run_dir}: run directory already has checkpoints; pass --resume to continue it, "
+                        "or choose another --run-dir (or delete this one)")
+
+
 class Trainer:
     """Runs a :class:`TrainTask` on a dataset with a :class:`TrainerConfig` (see the module docstring)."""
 
@@ -423,11 +434,9 @@ class Trainer:
 
     def _prepare_run_dir(self) -> Path | None:
         """Check resume/overwrite rules, write config.json; returns the checkpoint to resume from."""
+        check_run_dir(self.config)
         existing = checkpoint_dirs(self.run_dir)
         resume_from = None
-        if existing and not self.config.resume:
-            raise UserError(f"{self.run_dir}: run directory already has checkpoints; pass --resume to continue it, "
-                            "or choose another --run-dir (or delete this one)")
         if self.config.resume:
             if existing:
                 resume_from = existing[-1]

@@ -38,7 +38,8 @@ from diffusion_reward.models.video.artefact import VideoModelArtefact, codec_ref
 from diffusion_reward.models.video.videogpt import VideoGPT, VideoGPTConfig
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion, VQDiffusionConfig
 from diffusion_reward.train.data import WindowDataset
-from diffusion_reward.train.trainer import OptimizerSpec, Trainer, TrainerConfig, TrainTask, resolve_precision
+from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
+                                            resolve_precision)
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, save_tensors
 from diffusion_reward.utils.device import autocast, resolve_device
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
@@ -306,6 +307,7 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     run_dir = Path(trainer_config.run_dir)
     out = Path(out) if out is not None else run_dir / "model"
     t_start = time.perf_counter()
+    check_run_dir(trainer_config)
 
     device = resolve_device(trainer_config.device)
     try:
