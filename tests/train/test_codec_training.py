@@ -90,6 +90,27 @@ def test_codec_training_resumes_exactly(squares, tmp_path) -> None:
     assert all((a[k] == b[k]).all() for k in a)
 
 
+def test_a_killed_crop_run_resumes_exactly_into_the_whole_frame_phase(squares, tmp_path) -> None:
+    """Killed at step 3 of 6 (before the whole-frame steps 4-5), the resumed run draws the same crops and
+    whole frames and ends with the same weights."""
+    import shutil
+
+    from diffusion_reward.train.trainer import checkpoint_dirs
+
+    cfg = CodecTrainConfig(lr=1e-3, gan_weight=0.0, crop_size=32, whole_frame_fraction=1 / 3, l2_weight=1.0)
+    loop = dict(steps=6, batch_size=4, checkpoint_every=1, keep_checkpoints=10)
+    train_codec(squares, tmp_path / "full", "tiny", PRESETS["tiny"], cfg, _loop(tmp_path, "full-run", **loop))
+    shutil.copytree(tmp_path / "full-run", tmp_path / "part-run")
+    for ckpt in checkpoint_dirs(tmp_path / "part-run"):
+        if int(ckpt.name.split("-")[1]) > 3:
+            shutil.rmtree(ckpt)  # as if killed just after the step-3 checkpoint
+    train_codec(squares, tmp_path / "part", "tiny", PRESETS["tiny"], cfg,
+                _loop(tmp_path, "part-run", resume=True, **loop))
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+
+
 def test_bad_or_empty_datasets_give_clear_errors(squares, tmp_path, capsys) -> None:
     rc = cli.main(["train-codec", "--data", str(tmp_path / "missing"), "--preset", "tiny"])
     assert rc == 2 and "no such dataset directory" in capsys.readouterr().err
