@@ -74,7 +74,7 @@ PRESETS: dict[str, DemoConfig] = {
 # Seconds each stage of the presets took on the reference machine (2 AVX2 cores without bf16
 # units, quiet): the time-left estimate scales them by this machine's speed on the stages done.
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {
-    "full": {"data": 50.5, "codec": 104.2, "video": 248.2, "rewards": 66.8, "evaluate": 118.1, "rl": 187.3},
+    "full": {"data": 46.0, "codec": 86.0, "video": 206.0, "rewards": 57.0, "evaluate": 102.0, "rl": 193.0},
     "quick": {"data": 24.0, "codec": 33.8, "video": 16.2, "rewards": 15.7, "evaluate": 13.0, "rl": 68.2},
 }
 
