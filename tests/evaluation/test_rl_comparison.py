@@ -13,10 +13,11 @@ from diffusion_reward.errors import UserError
 from diffusion_reward.evaluation.rl_comparison import compare_runs, load_run
 
 
-def make_run(root, name, task, reward, seed, rows):
+def make_run(root, name, task, reward, seed, rows, reward_model=None):
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"task": task, "reward": reward, "seed": seed, "obs": "state"}))
+    (run / "config.json").write_text(json.dumps({"task": task, "reward": reward, "seed": seed, "obs": "state",
+                                                 "reward_model": reward_model}))
     lines = ["step,success_rate,episode_return,episode_length,episodes"]
     lines += [f"{frame},{success},{ret},100.0,5.0" for frame, success, ret in rows]
     (run / "eval.csv").write_text("\n".join(lines) + "\n")
@@ -63,6 +64,14 @@ def test_return_metric_and_single_run_directories(runs, tmp_path) -> None:
                           metric="episode_return")
     (row,) = result["rows"]
     assert row["curve"]["mean"] == pytest.approx([1.5, 5.5, 10.0])
+
+
+def test_runs_with_different_reward_models_are_kept_apart(tmp_path) -> None:
+    make_run(tmp_path / "rl", "a", "dial-turn-v3", "diffusion", 0, [(0, 0.0, 0.0)], reward_model="runs/rewards/entropy")
+    make_run(tmp_path / "rl", "b", "dial-turn-v3", "diffusion", 0, [(0, 1.0, 0.0)], reward_model="runs/rewards2/entropy")
+    rows = compare_runs([tmp_path / "rl"], tmp_path / "out")["rows"]
+    assert [(r["reward"], r["final_mean"]) for r in rows] == [("diffusion [rewards/entropy]", 0.0),
+                                                              ("diffusion [rewards2/entropy]", 1.0)]
 
 
 def test_command_prints_a_summary_and_writes_the_outputs(runs, tmp_path, capsys) -> None:

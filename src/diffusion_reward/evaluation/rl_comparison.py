@@ -1,8 +1,10 @@
 """Compare finished (or running) ``train-rl`` runs: one curve per task and reward, mean and spread over seeds.
 
-Each run directory holds ``config.json`` (task, reward, seed, observations) and ``eval.csv`` (one
-row per evaluation: environment frames, success rate, return). :func:`compare_runs` groups the
-runs by (task, reward), averages the seeds at every evaluated frame count, and writes
+Each run directory holds ``config.json`` (task, reward, reward model, seed, observations) and
+``eval.csv`` (one row per evaluation: environment frames, success rate, return). :func:`compare_runs`
+groups the runs by task and reward (runs of one reward kind with different reward-model
+directories are kept apart, labelled ``diffusion [rewards/entropy]``: the last two parts of the
+directory), averages the seeds at every evaluated frame count, and writes
 
 * ``rl_comparison.png``: one panel per task, the mean over seeds as a line and the range
   (min to max over seeds) as a band, the number of seeds in the legend;
@@ -73,6 +75,8 @@ def load_run(run_dir: str | os.PathLike, metric: str = "success_rate") -> RunCur
     try:
         config = json.loads(config_path.read_text())
         task, reward, seed = str(config["task"]), str(config["reward"]), int(config["seed"])
+        if config.get("reward_model"):
+            reward += f" [{'/'.join(Path(str(config['reward_model'])).parts[-2:])}]"
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{config_path}: not a train-rl config (needs task, reward and seed): {e}") from None
     if not eval_path.is_file():
