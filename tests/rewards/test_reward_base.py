@@ -100,6 +100,14 @@ def test_rewards_batch_equals_one_episode_at_a_time(toy_model, make_frames):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_rewards_batch_reports_progress_in_frames(toy_model, make_frames):
+    episodes = [make_frames(t, 8, seed=t) for t in (1, 7, 4)]
+    toy_model.max_batch = 5
+    counts: list[int] = []
+    toy_model.fit_stats(episodes, progress=counts.append)
+    assert counts == [5, 5, 2]  # one call per scored batch, 12 frames in all
+
+
 def test_stochastic_rewards_are_seeded_per_step(toy_model, make_frames):
     frames = make_frames(6, 8)
     first = toy_model.rewards(frames)
@@ -116,6 +124,57 @@ def test_fit_stats_standardizes_the_expert_rewards(toy_model, make_frames):
     assert abs(pooled.mean()) < 1e-5 and pooled.std() == pytest.approx(1.0, abs=1e-4)
     raw = np.concatenate(toy_model.rewards_batch(experts, raw=True))
     np.testing.assert_allclose(raw.mean(), stats.mean, rtol=1e-5)
+
+
+def _two_task_experts(make_frames):
+    """Expert episodes of two tasks whose raw rewards sit at clearly different levels."""
+    dark = [make_frames(10, 8, seed=s) // 4 for s in range(3)]
+    bright = [255 - make_frames(10, 8, seed=10 + s) // 4 for s in range(2)]
+    return dark, bright
+
+
+def test_fit_stats_measures_each_task_on_its_own_expert_videos(toy_model, make_frames):
+    from diffusion_reward.data.episodes import Episode
+
+    dark, bright = _two_task_experts(make_frames)
+    episodes = [Episode(f, info={"task": "dark-v3"}) for f in dark] + [Episode(f, info={"task": "bright-v3"})
+                                                                       for f in bright]
+    pooled = toy_model.fit_stats(episodes)
+    assert sorted(toy_model.task_stats) == ["bright-v3", "dark-v3"]
+    assert pooled.count == 50 and toy_model.task_stats["dark-v3"].count == 30
+    assert toy_model.task_stats["bright-v3"].mean > pooled.mean > toy_model.task_stats["dark-v3"].mean
+    # each task's expert rewards are standardized to mean 0, std 1 with its own statistics
+    for task, frames in (("dark-v3", dark), ("bright-v3", bright)):
+        r = np.concatenate(toy_model.rewards_batch(frames, tasks=[task] * len(frames)))
+        assert abs(r.mean()) < 1e-4 and r.std() == pytest.approx(1.0, abs=1e-3)
+        np.testing.assert_allclose(toy_model.rewards(frames[0], task=task), r[:10], atol=1e-6)
+    # a task without expert videos (unseen), or none at all, falls back to the pooled statistics
+    assert toy_model.stats_for("unseen-v3") == pooled == toy_model.stats_for(None)
+    np.testing.assert_array_equal(toy_model.rewards(dark[0], task="unseen-v3"), toy_model.rewards(dark[0]))
+    assert not np.allclose(toy_model.rewards(dark[0], task="dark-v3"), toy_model.rewards(dark[0]))
+
+
+def test_fit_stats_takes_tasks_explicitly_and_the_window_path_agrees(toy_model, make_frames):
+    dark, bright = _two_task_experts(make_frames)
+    toy_model.fit_stats(dark + bright, tasks=["dark-v3"] * 3 + ["bright-v3"] * 2)
+    whole = toy_model.rewards(bright[0], task="bright-v3")
+    padded = np.concatenate([bright[0][:1], bright[0][:1], bright[0]])
+    for j in (0, 4, 9):
+        assert toy_model.rewards_window(padded[j:j + 3], j, task="bright-v3") == pytest.approx(whole[j], abs=1e-6)
+    with pytest.raises(ValueError, match="2 tasks for 5 episodes"):
+        toy_model.fit_stats(dark + bright, tasks=["dark-v3", "bright-v3"])
+
+
+def test_task_statistics_are_saved_with_the_model(tmp_path, toy_model, make_frames):
+    dark, bright = _two_task_experts(make_frames)
+    toy_model.fit_stats(dark + bright, tasks=["dark-v3"] * 3 + ["bright-v3"] * 2)
+    toy_model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert sorted(config["task_stats"]) == ["bright-v3", "dark-v3"]
+    loaded = load_reward_model(tmp_path / "m", device="cpu")
+    assert loaded.task_stats == toy_model.task_stats and loaded.stats == toy_model.stats
+    np.testing.assert_array_equal(loaded.rewards(bright[1], task="bright-v3"),
+                                  toy_model.rewards(bright[1], task="bright-v3"))
 
 
 # ---- artefacts and registry ------------------------------------------------------------------

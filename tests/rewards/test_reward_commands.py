@@ -62,6 +62,7 @@ def test_fit_every_kind_then_evaluate_and_score(dataset, video_dir, tmp_path, ca
         assert main(["fit-reward", *argv, "--data", str(dataset), "--out", str(tmp_path / name)]) == 0
     entropy = load_reward_model(tmp_path / "entropy", device="cpu")
     assert entropy.kind == "diffusion" and entropy.stats is not None and entropy.history == 1
+    assert sorted(entropy.task_stats) == ["a-v3", "b-v3"]  # one mean and std per task, as the paper does
     assert load_reward_model(tmp_path / "likelihood", device="cpu").config.variant == "likelihood"
 
     out = tmp_path / "eval"
@@ -81,6 +82,13 @@ def test_fit_every_kind_then_evaluate_and_score(dataset, video_dir, tmp_path, ca
     lines = (tmp_path / "score" / "rewards.csv").read_text().splitlines()
     assert lines[0] == "episode,task,policy,step,reward" and len(lines) == 6
     assert (tmp_path / "score" / "rewards.png").exists()
+    assert main(["score", str(tmp_path / "entropy"), str(clip), "--stats-task", "a-v3",
+                 "--out", str(tmp_path / "score-a")]) == 0
+    pooled = np.array([float(row.split(",")[-1]) for row in lines[1:]])
+    per_task = np.array([float(row.split(",")[-1]) for row in
+                         (tmp_path / "score-a" / "rewards.csv").read_text().splitlines()[1:]])
+    raw = entropy.stats.unstandardize(pooled)
+    np.testing.assert_allclose(per_task, entropy.task_stats["a-v3"].standardize(raw), rtol=1e-4, atol=1e-4)
     assert main(["score", str(tmp_path / "rnd"), str(dataset), "--policy", "expert", "--split", "test",
                  "--out", str(tmp_path / "score2")]) == 0
     assert len((tmp_path / "score2" / "rewards.csv").read_text().splitlines()) == 1 + 6 * 6

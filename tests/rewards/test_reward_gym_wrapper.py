@@ -95,6 +95,15 @@ def test_step_rewards_equal_whole_episode_rewards(toy_model, which):
     assert [i["learned_reward"] for i in infos] == pytest.approx(list(step_rewards), abs=1e-6)
 
 
+def test_step_rewards_use_the_statistics_of_the_given_task(toy_model, make_frames):
+    toy_model.fit_stats([make_frames(10, 8, seed=1) // 4, 255 - make_frames(10, 8, seed=2) // 4],
+                        tasks=["dark-v3", "bright-v3"])
+    env = LearnedRewardWrapper(MovingSquareEnv(), toy_model, task="bright-v3")
+    frames, step_rewards, _ = _run_episode(env, seed=3, frame_of=_hwc)
+    np.testing.assert_allclose(step_rewards, toy_model.rewards(frames, task="bright-v3")[1:], atol=1e-6)
+    assert not np.allclose(step_rewards, toy_model.rewards(frames)[1:], atol=1e-3)
+
+
 def test_stochastic_model_gives_the_same_rewards_on_a_rerun(toy_model):
     env = LearnedRewardWrapper(MovingSquareEnv(), toy_model)
     first = _run_episode(env, seed=4, frame_of=_hwc)[1]

@@ -113,6 +113,24 @@ def test_episode_components_score_the_frame_each_step_reaches():
         terms.episode_components(frames[:-1], STEPS)
 
 
+def test_the_episode_reward_is_standardized_with_the_run_tasks_statistics(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (STEPS + 1, 8, 8, 3), dtype=np.uint8)
+    calm = (frames // 8).astype(np.uint8)  # much less pixel change: another task's reward level
+    motion = MotionReward(device="cpu")
+    motion.fit_stats([frames, calm], tasks=["busy-v3", "calm-v3"])
+    motion.save_pretrained(tmp_path / "motion")
+    warnings: list[str] = []
+    for task, stats in (("busy-v3", motion.task_stats["busy-v3"]), ("calm-v3", motion.task_stats["calm-v3"]),
+                        ("unseen-v3", motion.stats)):
+        terms = build_reward_terms("motion", pixels=False, image_size=8, state_dim=4, task=task, alpha=0.0,
+                                   reward_model=str(tmp_path / "motion"), warn=warnings.append)
+        components = terms.episode_components(frames, STEPS)
+        np.testing.assert_allclose(components["model"], stats.standardize(motion.rewards(frames, raw=True)[1:]),
+                                   rtol=1e-6)
+    assert len(warnings) == 1 and "unseen-v3" in warnings[0] and "pooled" in warnings[0]
+
+
 def test_state_rnd_bonus_is_higher_on_novel_states():
     torch.manual_seed(0)
     rnd = StateRND(6, PRESETS["tiny"])

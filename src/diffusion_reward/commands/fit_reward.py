@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.data.episodes import load_dataset
     from diffusion_reward.errors import UserError
-    from diffusion_reward.rewards.fit import fit_reward_model
+    from diffusion_reward.rewards.fit import fit_reward_model, stats_frames
     from diffusion_reward.utils.seeding import seed_everything
 
     seed_everything(args.seed)
@@ -57,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     dataset = load_dataset(args.data, skip_bad=args.skip_bad)
-    total = args.steps if args.kind in ("amp", "rnd") else 0
-    with progress_bar(f"fit {args.kind}", total) as advance:
+    if args.kind in ("amp", "rnd"):
+        total, unit = args.steps, "step"
+    elif args.kind in ("diffusion", "viper"):  # scoring the expert episodes for the statistics is the slow part
+        total, unit = stats_frames(dataset, args.task, args.stats_episodes or None), "frame"
+    else:
+        total, unit = 0, "it"
+    with progress_bar(f"fit {args.kind}", total, unit=unit) as advance:
         model, info = fit_reward_model(
             args.kind, dataset, video_dir=args.video, codec_dir=args.codec, variant=args.variant,
             num_samples=args.num_samples, stride=args.stride, bf16=args.bf16, preset=args.preset,

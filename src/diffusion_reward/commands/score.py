@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["train", "test"], default=None, help="dataset only: score only this split")
     p.add_argument("--max-episodes", type=int, default=None, help="dataset only: score at most this many episodes")
     p.add_argument("--raw", action="store_true", help="write the model's raw reward instead of the standardized one")
+    p.add_argument("--stats-task", default=None, metavar="TASK",
+                   help="standardize with the expert statistics of this task (default: a dataset episode's own "
+                        "task; for a video, or a task the model has none for, the statistics pooled over its tasks)")
     p.add_argument("--every", type=int, default=1, help="video only: keep every k-th frame (to match a control rate)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     rows, curves = [], {}
     with progress_bar("scoring", len(clips), unit="episode") as advance:
         for name, task, policy, frames in clips:
-            r = model.rewards(frames, raw=args.raw)
+            r = model.rewards(frames, raw=args.raw, task=args.stats_task or (None if task == "video" else task))
             rows += [(name, task, policy, j, float(v)) for j, v in enumerate(r)]
             curves.setdefault(task, {}).setdefault(policy, []).append(r.tolist())
             advance(1)

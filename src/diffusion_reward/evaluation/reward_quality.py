@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from diffusion_reward.data.episodes import EpisodeDataset
+from diffusion_reward.rewards.base import RewardModel
 
 NOISY = re.compile(r"^noisy:(?P<std>[0-9.]+)$")
 CLEAR_NOISE = 0.5
@@ -90,7 +91,10 @@ def score_dataset(scorer: Any, dataset: EpisodeDataset, progress: Callable[[int]
     out, frames, seconds = [], 0, 0.0
     for ep in dataset:
         start = time.perf_counter()
-        r = np.asarray(scorer.rewards(ep.frames), dtype=np.float32)
+        if isinstance(scorer, RewardModel):  # standardized with the statistics of the episode's task
+            r = np.asarray(scorer.rewards(ep.frames, task=ep.info.get("task")), dtype=np.float32)
+        else:
+            r = np.asarray(scorer.rewards(ep.frames), dtype=np.float32)
         seconds += time.perf_counter() - start
         frames += len(ep.frames)
         if r.shape != (len(ep.frames),):

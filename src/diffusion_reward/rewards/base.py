@@ -29,9 +29,13 @@ generator seeded by ``(sample_seed, j)`` only, never from a generator shared acr
 ``resize=True`` (or call :func:`resize_frames` yourself) to resize them with antialiased
 bilinear interpolation (the aspect ratio is not kept).
 
-**Standardization.** A model may carry :class:`~diffusion_reward.rewards.standardize.RewardStats`
-(``model.stats``, fitted on expert episodes with :meth:`RewardModel.fit_stats` and saved with the
-model). Then :meth:`RewardModel.rewards` returns standardized rewards; ``raw=True`` returns the
+**Standardization.** A model may carry :class:`~diffusion_reward.rewards.standardize.RewardStats`,
+fitted on expert episodes with :meth:`RewardModel.fit_stats` and saved with the model: as the
+paper does, one mean and std per task (``model.task_stats``, measured on that task's expert
+videos), and the same over every expert episode together (``model.stats``). Then
+:meth:`RewardModel.rewards` returns standardized rewards: ``task="reach-v3"`` standardizes with
+that task's statistics, and a task the model has no statistics for (an unseen task) or no task at
+all falls back to the pooled ones (:meth:`RewardModel.stats_for`). ``raw=True`` returns the
 model's own scale.
 
 **Artefacts.** :meth:`RewardModel.save_pretrained` writes ``config.json`` (``kind``, the model
@@ -188,8 +192,8 @@ class RewardModel(abc.ABC):
 
     Attributes every model has: ``kind`` (its registry name, set by :func:`register_reward`),
     ``history`` (frames before frame ``j`` that reward ``j`` needs), ``image_size`` (required
-    frame size, or ``None`` for any), ``device``, ``stats`` (optional standardization),
-    ``sample_seed`` (seeds :meth:`step_generator`) and ``max_batch`` (windows per
+    frame size, or ``None`` for any), ``device``, ``stats`` and ``task_stats`` (optional
+    standardization, pooled and per task), ``sample_seed`` (seeds :meth:`step_generator`) and ``max_batch`` (windows per
     :meth:`score_windows` call).
     """
 
@@ -201,6 +205,7 @@ class RewardModel(abc.ABC):
     def __init__(self, device: str | torch.device = "auto"):
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.stats: RewardStats | None = None
+        self.task_stats: dict[str, RewardStats] = {}
         self.sample_seed = 0
 
     # ---- what a model implements ------------------------------------------------------------
@@ -241,43 +246,75 @@ class RewardModel(abc.ABC):
         """One online training step on a replay batch; returns metrics. A no-op for offline models."""
         return {}
 
-    def rewards(self, frames: np.ndarray, *, resize: bool = False, raw: bool = False) -> np.ndarray:
+    def rewards(self, frames: np.ndarray, *, resize: bool = False, raw: bool = False,
+                task: str | None = None) -> np.ndarray:
         """One reward per frame of one episode: uint8 ``(T, H, W, 3)`` -> float32 ``(T,)``.
 
         Reward ``j`` scores reaching frame ``j`` from the window ending there (frame 0 repeated
-        before the start). Standardized with ``self.stats`` when set, unless ``raw``.
+        before the start). Standardized with ``stats_for(task)`` when there are statistics, unless
+        ``raw``.
         """
         frames = check_frames(frames, self.image_size, resize)
-        return self._finish(self._score_clips([frames]), raw)
+        return self._finish(self._score_clips([frames]), raw, task)
 
-    def rewards_batch(self, episodes: Sequence[Any], *, resize: bool = False, raw: bool = False) -> list[np.ndarray]:
+    def rewards_batch(self, episodes: Sequence[Any], *, resize: bool = False, raw: bool = False,
+                      tasks: Sequence[str | None] | None = None,
+                      progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         """:meth:`rewards` of several episodes (arrays or :class:`~diffusion_reward.data.episodes.Episode`),
         their windows scored together in batches of ``max_batch`` (built batch by batch, so memory
-        stays at one batch of windows); same numbers as one episode at a time."""
+        stays at one batch of windows); same numbers as one episode at a time. ``tasks`` (one per
+        episode, or ``None``) picks each episode's standardization as ``task`` does in :meth:`rewards`;
+        ``progress(n)`` is called after each batch with the number of frames it scored."""
         clips = [check_frames(getattr(e, "frames", e), self.image_size, resize, what=f"episode {i}")
                  for i, e in enumerate(episodes)]
         if not clips:
             return []
-        flat = self._finish(self._score_clips(clips), raw)
-        return np.split(flat, np.cumsum([len(c) for c in clips])[:-1])
+        if tasks is not None and len(tasks) != len(clips):
+            raise ValueError(f"got {len(tasks)} tasks for {len(clips)} episodes")
+        parts = np.split(self._score_clips(clips, progress), np.cumsum([len(c) for c in clips])[:-1])
+        return [self._finish(p, raw, None if tasks is None else tasks[i]) for i, p in enumerate(parts)]
 
-    def rewards_window(self, window: np.ndarray, step: int, *, resize: bool = False, raw: bool = False) -> float:
+    def rewards_window(self, window: np.ndarray, step: int, *, resize: bool = False, raw: bool = False,
+                       task: str | None = None) -> float:
         """The reward of frame ``step`` from its window: uint8 ``(history + 1, H, W, 3)``, oldest first,
-        padded by repeating frame 0 while ``step < history``. Equals ``rewards(frames)[step]``."""
+        padded by repeating frame 0 while ``step < history``. Equals ``rewards(frames, task=task)[step]``."""
         window = check_frames(window, self.image_size, resize, what="window")
         if len(window) != self.history + 1:
             raise UserError(f"window: expected history + 1 = {self.history + 1} frames, got {len(window)}")
         if step < 0:
             raise UserError(f"window: step must be >= 0, got {step}")
-        return float(self._finish(self._score_checked(window[None], np.array([step])), raw)[0])
+        return float(self._finish(self._score_checked(window[None], np.array([step])), raw, task)[0])
+
+    def stats_for(self, task: str | None = None) -> RewardStats | None:
+        """The statistics that standardize rewards of ``task``: its own when the model has them, else
+        the pooled ones (``None`` when the model has no statistics)."""
+        if task is not None and task in self.task_stats:
+            return self.task_stats[task]
+        return self.stats
 
     def fit_stats(self, expert_episodes: Iterable[Any], *, resize: bool = False,
-                  min_std: float | None = None) -> RewardStats:
-        """Measure the raw reward's mean and std on expert episodes, store them in ``self.stats``
-        (and so in the saved config) and return them."""
+                  min_std: float | None = None, tasks: Sequence[str | None] | None = None,
+                  progress: Callable[[int], None] | None = None) -> RewardStats:
+        """Measure the raw reward's mean and std on expert episodes, pooled (``self.stats``) and per
+        task (``self.task_stats``), keep them (and so save them with the model) and return the pooled ones.
+
+        Each episode's task comes from ``tasks`` (one per episode), else from ``episode.info["task"]``
+        (where episodes read from a dataset carry it); episodes with no known task count only
+        towards the pooled statistics. ``progress(n)``: as in :meth:`rewards_batch`.
+        """
         episodes = list(expert_episodes)
+        if tasks is None:
+            tasks = [(getattr(e, "info", None) or {}).get("task") for e in episodes]
+        if len(tasks) != len(episodes):
+            raise ValueError(f"got {len(tasks)} tasks for {len(episodes)} episodes")
         kwargs = {} if min_std is None else {"min_std": min_std}
-        self.stats = RewardStats.from_rewards(self.rewards_batch(episodes, resize=resize, raw=True), **kwargs)
+        raw = self.rewards_batch(episodes, resize=resize, raw=True, progress=progress)
+        self.stats = RewardStats.from_rewards(raw, **kwargs)
+        by_task: dict[str, list[np.ndarray]] = {}
+        for task, rewards in zip(tasks, raw):
+            if task is not None:
+                by_task.setdefault(str(task), []).append(rewards)
+        self.task_stats = {task: RewardStats.from_rewards(parts, **kwargs) for task, parts in sorted(by_task.items())}
         return self.stats
 
     def step_generator(self, step: int, device: torch.device | str | None = None) -> torch.Generator:
@@ -324,7 +361,9 @@ class RewardModel(abc.ABC):
             raise TypeError(f"{type(self).__name__} is not registered; decorate it with @register_reward(kind)")
         config = {"kind": self.kind, "format_version": ARTEFACT_FORMAT_VERSION, "package_version": __version__,
                   "history": self.history, "image_size": self.image_size, "sample_seed": self.sample_seed,
-                  "stats": None if self.stats is None else self.stats.to_dict(), "config": self.config_dict()}
+                  "stats": None if self.stats is None else self.stats.to_dict(),
+                  "task_stats": {task: stats.to_dict() for task, stats in self.task_stats.items()},
+                  "config": self.config_dict()}
         return save_artefact(directory, config, self.state_tensors())
 
     @classmethod
@@ -352,12 +391,17 @@ class RewardModel(abc.ABC):
         model.load_state_tensors(tensors, source=str(directory / WEIGHTS_NAME))
         stats = meta.get("stats")
         model.stats = None if stats is None else RewardStats.from_dict(stats)
+        task_stats = meta.get("task_stats") or {}
+        if not isinstance(task_stats, dict):
+            raise UserError(f"{directory / CONFIG_NAME}: \"task_stats\" must map task names to statistics, "
+                            f"got {type(task_stats).__name__}")
+        model.task_stats = {str(task): RewardStats.from_dict(value) for task, value in task_stats.items()}
         model.sample_seed = int(meta.get("sample_seed", 0))
         return model
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _score_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+    def _score_clips(self, clips: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> np.ndarray:
         owners = np.concatenate([np.full(len(c), i) for i, c in enumerate(clips)])
         steps = np.concatenate([np.arange(len(c)) for c in clips]).astype(np.int64)
         offsets = np.arange(-self.history, 1)
@@ -367,6 +411,8 @@ class RewardModel(abc.ABC):
             o, st = owners[start:start + batch], steps[start:start + batch]
             windows = np.stack([clips[i][np.clip(j + offsets, 0, None)] for i, j in zip(o, st)])
             parts.append(self._score_checked(windows, st))
+            if progress is not None:
+                progress(len(st))
         return np.concatenate(parts)
 
     def _score_checked(self, windows: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -376,10 +422,11 @@ class RewardModel(abc.ABC):
                                f"expected ({len(windows)},)")
         return out
 
-    def _finish(self, raw_rewards: np.ndarray, raw: bool) -> np.ndarray:
-        if raw or self.stats is None:
+    def _finish(self, raw_rewards: np.ndarray, raw: bool, task: str | None = None) -> np.ndarray:
+        stats = None if raw else self.stats_for(task)
+        if stats is None:
             return raw_rewards.astype(np.float32, copy=False)
-        return self.stats.standardize(raw_rewards)
+        return stats.standardize(raw_rewards)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(kind={self.kind!r}, history={self.history}, "

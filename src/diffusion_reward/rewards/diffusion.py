@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
@@ -89,6 +89,9 @@ class DiffusionReward(VideoModelReward):
 
 def build_diffusion_reward(video_dir: str | os.PathLike, expert_episodes: Iterable[Any],
                            config: DiffusionRewardConfig | None = None, codec_dir: str | os.PathLike | None = None,
-                           device: str | torch.device = "auto", sample_seed: int = 0) -> DiffusionReward:
-    """Load a trained VQ-Diffusion model and its codec, and fit the reward statistics on expert episodes."""
-    return DiffusionReward.from_video_model(video_dir, expert_episodes, config, codec_dir, device, sample_seed)
+                           device: str | torch.device = "auto", sample_seed: int = 0,
+                           progress: Callable[[int], None] | None = None) -> DiffusionReward:
+    """Load a trained VQ-Diffusion model and its codec, and fit the reward statistics on expert episodes
+    (per task and pooled; ``progress(n)`` after each batch of ``n`` scored frames)."""
+    return DiffusionReward.from_video_model(video_dir, expert_episodes, config, codec_dir, device, sample_seed,
+                                            progress)

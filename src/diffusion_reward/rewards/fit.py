@@ -52,6 +52,11 @@ def _online_steps(model: RewardModel, positives: np.ndarray, negatives: np.ndarr
     return metrics
 
 
+def stats_frames(dataset: EpisodeDataset, tasks: Any = None, stats_episodes: int | None = 5) -> int:
+    """Frames a video-model reward scores to measure its statistics (for a progress bar's total)."""
+    return expert_episodes(dataset, "train", tasks).limit(stats_episodes).num_frames()
+
+
 def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.PathLike | None = None,
                      codec_dir: str | os.PathLike | None = None, variant: str = "entropy", num_samples: int = 1,
                      stride: int = 10, bf16: bool | None = None, preset: str = "small", steps: int = 500,
@@ -60,9 +65,12 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
                      progress: Callable[[int], None] | None = None) -> tuple[RewardModel, dict[str, Any]]:
     """Build (and fit) a reward model of ``kind``; returns it and a dict of facts for the log.
 
-    The video-model rewards standardize with statistics of their raw reward on the first
+    ``progress(n)`` counts the work done: training updates for amp/rnd, scored frames for the
+    video-model rewards (:func:`stats_frames` of them in all). The video-model rewards standardize
+    with statistics of their raw reward on the first
     ``stats_episodes`` train-split expert episodes of every task (``None``: all of them; scoring
-    is the slow part of building them).
+    is the slow part of building them): one mean and std per task, as the paper does, and one over
+    all of them for tasks without expert videos.
     """
     if kind not in KINDS:
         raise UserError(f"unknown reward kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -77,12 +85,15 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
             from diffusion_reward.rewards.diffusion import DiffusionRewardConfig, build_diffusion_reward
 
             cfg = DiffusionRewardConfig(variant=variant, num_samples=num_samples, stride=stride, bf16=bf16)
-            model: RewardModel = build_diffusion_reward(video_dir, experts, cfg, codec_dir, device, sample_seed=seed)
+            model: RewardModel = build_diffusion_reward(video_dir, experts, cfg, codec_dir, device, sample_seed=seed,
+                                                        progress=progress)
         else:
             from diffusion_reward.rewards.viper import ViperConfig, build_viper_reward
 
-            model = build_viper_reward(video_dir, experts, ViperConfig(bf16=bf16), codec_dir, device)
+            model = build_viper_reward(video_dir, experts, ViperConfig(bf16=bf16), codec_dir, device,
+                                       progress=progress)
         info["stats"] = model.stats.to_dict() if model.stats else None
+        info["task_stats"] = {task: stats.to_dict() for task, stats in model.task_stats.items()}
         return model, info
     if kind == "motion":
         from diffusion_reward.rewards.motion import MotionReward

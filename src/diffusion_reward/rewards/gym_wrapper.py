@@ -9,8 +9,9 @@ It keeps the last ``history + 1`` frames (at reset, the reset frame repeated) an
 ``t`` the reward of frame ``t`` through
 :meth:`~diffusion_reward.rewards.base.RewardModel.rewards_window`, the same code path that
 :meth:`~diffusion_reward.rewards.base.RewardModel.rewards` runs over a whole episode: the
-rewards of an episode's steps equal ``reward_model.rewards(frames)[1:]`` (frame 0 is the reset
-frame; no step earns it). Stochastic models seed each step's randomness by its index, so the
+rewards of an episode's steps equal ``reward_model.rewards(frames, task=task)[1:]`` (frame 0 is
+the reset frame; no step earns it). ``task`` names the task whose expert statistics standardize
+the reward (default: the statistics pooled over the reward model's tasks). Stochastic models seed each step's randomness by its index, so the
 equality holds for them too.
 
 The step's ``info`` keeps the environment's reward in ``info["env_reward"]`` and the learned one
@@ -54,7 +55,8 @@ class LearnedRewardWrapper(gym.Wrapper):
     """Give each step the reward model's reward for the frame it reached (see the module docstring)."""
 
     def __init__(self, env: gym.Env, reward_model: RewardModel, frame_key: str | None = None,
-                 use_render: bool = False, mix: RewardMix | str | None = None, resize: bool = False):
+                 use_render: bool = False, mix: RewardMix | str | None = None, resize: bool = False,
+                 task: str | None = None):
         super().__init__(env)
         if use_render and frame_key is not None:
             raise UserError("LearnedRewardWrapper: give frame_key or use_render, not both")
@@ -65,6 +67,7 @@ class LearnedRewardWrapper(gym.Wrapper):
         self.frame_key = frame_key
         self.use_render = use_render
         self.resize = resize
+        self.task = task
         self.mix = RewardMix.for_method(mix) if isinstance(mix, str) else mix
         self._window: collections.deque[np.ndarray] = collections.deque(maxlen=reward_model.history + 1)
         self._step: int | None = None
@@ -120,7 +123,8 @@ class LearnedRewardWrapper(gym.Wrapper):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         self._window.append(self._frame(obs))
         self._step += 1
-        learned = self.reward_model.rewards_window(np.stack(self._window), self._step, resize=self.resize)
+        learned = self.reward_model.rewards_window(np.stack(self._window), self._step, resize=self.resize,
+                                                   task=self.task)
         info = dict(info)
         info["env_reward"] = float(env_reward)
         info["learned_reward"] = learned

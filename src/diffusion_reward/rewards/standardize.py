@@ -4,8 +4,9 @@ The paper standardizes the diffusion reward with the mean and standard deviation
 over the task's expert videos before mixing it with the RND bonus. The reference release typed
 those numbers into YAML by hand (one key misspelt); here they are always *computed* from the
 expert data (:meth:`RewardStats.from_rewards`, or :meth:`RewardModel.fit_stats
-<diffusion_reward.rewards.base.RewardModel.fit_stats>`) and stored in the reward model's
-``config.json`` under ``"stats"``, so an artefact carries its own normalisation.
+<diffusion_reward.rewards.base.RewardModel.fit_stats>`, which measures them per task and pooled
+over all tasks) and stored in the reward model's ``config.json`` under ``"task_stats"`` and
+``"stats"``, so an artefact carries its own normalisation.
 
 ``standardize(r) = (r - mean) / max(std, min_std)``. The floor ``min_std`` keeps a reward that
 is (nearly) constant on the expert videos from being blown up by a division by ~0; when it

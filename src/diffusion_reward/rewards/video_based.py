@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 import torch
@@ -109,14 +109,16 @@ class VideoModelReward(RewardModel):
     @classmethod
     def from_video_model(cls, video_dir: str | os.PathLike, expert_episodes: Iterable[Any], config: Any = None,
                          codec_dir: str | os.PathLike | None = None, device: str | torch.device = "auto",
-                         sample_seed: int = 0) -> "VideoModelReward":
+                         sample_seed: int = 0, progress: Callable[[int], None] | None = None
+                         ) -> "VideoModelReward":
         """Load a trained video model and its codec (``codec_dir``, default: the one it recorded; its
-        fingerprint is checked) and fit the reward statistics on the training expert episodes."""
+        fingerprint is checked) and fit the reward statistics on the training expert episodes (per
+        task and pooled; ``progress(n)`` after each batch of ``n`` scored frames)."""
         codec_dir = resolve_codec_dir(video_dir, codec_dir)
         video = cls.video_class.from_pretrained(video_dir, codec=codec_dir)
         model = cls(VQGAN.from_pretrained(codec_dir), video, config, device=device)
         model.sample_seed = int(sample_seed)
-        model.fit_stats(expert_episodes)
+        model.fit_stats(expert_episodes, progress=progress)
         return model
 
 

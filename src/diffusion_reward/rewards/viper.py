@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -53,6 +53,8 @@ class ViperReward(VideoModelReward):
 
 def build_viper_reward(video_dir: str | os.PathLike, expert_episodes: Iterable[Any],
                        config: ViperConfig | None = None, codec_dir: str | os.PathLike | None = None,
-                       device: str | torch.device = "auto") -> ViperReward:
-    """Load a trained VideoGPT and its codec, and fit the reward statistics on expert episodes."""
-    return ViperReward.from_video_model(video_dir, expert_episodes, config, codec_dir, device)
+                       device: str | torch.device = "auto",
+                       progress: Callable[[int], None] | None = None) -> ViperReward:
+    """Load a trained VideoGPT and its codec, and fit the reward statistics on expert episodes
+    (per task and pooled; ``progress(n)`` after each batch of ``n`` scored frames)."""
+    return ViperReward.from_video_model(video_dir, expert_episodes, config, codec_dir, device, progress=progress)

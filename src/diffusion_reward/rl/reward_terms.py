@@ -7,9 +7,10 @@ Where each term comes from:
 - ``r_sparse``: the environment's success reward, stored as the replay's per-step reward.
 - ``r_model`` of an *offline* reward model (diffusion, viper, motion, ... any
   :class:`~diffusion_reward.rewards.base.RewardModel` that does not learn during RL): computed
-  once per finished episode from its frames, ``rewards(frames)`` on ``uint8 (T + 1, H, W, 3)``
-  (reset frame included); reward ``j`` scores reaching frame ``j``, so step ``t`` (1-based)
-  gets ``rewards[t]``. Stored beside the sparse reward as the replay component ``model``.
+  once per finished episode from its frames, ``rewards(frames, task=task)`` on ``uint8 (T + 1, H,
+  W, 3)`` (reset frame included), standardized with the statistics of the run's task as the paper
+  does (the pooled ones for a task without expert videos); reward ``j`` scores reaching frame
+  ``j``, so step ``t`` (1-based) gets ``rewards[t]``. Stored beside the sparse reward as the replay component ``model``.
 - ``r_model`` of an *online* model (AMP) and ``r_rnd`` (RND): recomputed on every sampled batch
   from the observation reached at each of the ``n`` steps of the n-step window (the replay's
   ``step_next_obs``), with the model as it is now; then the model trains one step on the batch's
@@ -73,7 +74,7 @@ class RewardTerms:
     """
 
     def __init__(self, method: str, alpha: float, model: RewardModel | None, bonuses: list[Bonus],
-                 pixels: bool):
+                 pixels: bool, task: str | None = None):
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"alpha (the RND weight) must be in [0, 1], got {alpha}")
         if model is not None and model.is_online:
@@ -83,6 +84,7 @@ class RewardTerms:
         self.model = model
         self.bonuses = bonuses
         self.pixels = pixels
+        self.task = task  # the per-episode model's rewards are standardized with this task's statistics
 
     # ---- what the loop needs to provide --------------------------------------------------------
     @property
@@ -104,7 +106,7 @@ class RewardTerms:
         if frames is None or len(frames) != steps + 1:
             raise ValueError(f"an episode of {steps} steps needs {steps + 1} frames for the reward model, "
                              f"got {None if frames is None else len(frames)}")
-        rewards = np.asarray(self.model.rewards(frames), dtype=np.float32)
+        rewards = np.asarray(self.model.rewards(frames, task=self.task), dtype=np.float32)
         return {"model": rewards[1:]}
 
     # ---- per sampled batch ---------------------------------------------------------------------
@@ -299,7 +301,10 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
         bonuses.append(Bonus("rnd", rnd, reads_frames=rnd_on_frames))
     elif method == "rnd":
         raise UserError("--reward rnd with --alpha 0 leaves no RND bonus; use --reward sparse instead")
-    return RewardTerms(method, alpha, model, bonuses, pixels)
+    if model is not None and warn is not None and model.stats is not None and task not in model.task_stats:
+        warn(f"{reward_model} has no reward statistics of {task} (its expert videos were not among the reward "
+             "model's): standardizing with the statistics pooled over its tasks")
+    return RewardTerms(method, alpha, model, bonuses, pixels, task=task)
 
 
 def _attach_expert(amp: Any, expert_data: str, task: str) -> None:
