@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from diffusion_reward.cli import main
-from diffusion_reward.commands.doctor import _print_table
+from diffusion_reward.commands.doctor import README_FP32_GFLOPS, _print_table
 
 
 def test_doctor_help():
@@ -33,10 +33,13 @@ def test_doctor_json_reports_versions_rendering_and_compute(capsys):
     compute = report["compute"]
     assert compute["device"] in ("cpu", "cuda") and compute["torch_threads"] >= 1
     assert compute["fp32_gflops"] > 0 and compute["bf16_gflops"] > 0 and isinstance(compute["bf16_faster"], bool)
+    assert compute["fp32_over_readme_machine"] == pytest.approx(compute["fp32_gflops"] / README_FP32_GFLOPS, abs=0.01)
 
     _print_table(report)  # the same report as the default table
     table = capsys.readouterr().out
     assert f"{render['fast_fps']} frames/s" in table and "fast / default" in table and "bf16" in table
+    if compute["device"] == "cpu":
+        assert "vs README machine" in table
 
 
 def test_doctor_fails_with_one_line_and_the_fix_when_rendering_cannot_work():

@@ -99,8 +99,15 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+# float32 matmul rate of the machine on which the README's CPU times were measured (2 cores of an
+# AMD EPYC with AVX2: 119-122 GFLOP/s on 2048 x 2048 products, 2 threads). Another machine of 2
+# cores at 50 GFLOP/s took 2.4x as long for the small codec (13 min 40 s against 5 min 30 s).
+README_FP32_GFLOPS = 120.0
+
+
 def compute_report(device_name: str, seconds: float, size: int = 1024) -> dict[str, Any]:
-    """Torch device, thread counts, and fp32 vs bf16 matmul throughput on that device."""
+    """Torch device, thread counts, fp32 vs bf16 matmul throughput on that device, and the fp32 rate
+    relative to the machine the README's CPU times come from."""
     import torch
 
     from diffusion_reward.utils.device import available_cpus, resolve_device
@@ -112,7 +119,8 @@ def compute_report(device_name: str, seconds: float, size: int = 1024) -> dict[s
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"device": str(device), "device_name": name, "torch_threads": torch.get_num_threads(),
             "cpu_cores": cores, "matmul_size": size, "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
-            "bf16_over_fp32": round(bf16 / fp32, 2), "bf16_faster": bf16 > 1.1 * fp32}
+            "bf16_over_fp32": round(bf16 / fp32, 2), "bf16_faster": bf16 > 1.1 * fp32,
+            "fp32_over_readme_machine": round(fp32 / README_FP32_GFLOPS, 2)}
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -144,6 +152,11 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_row(f"matmul {comp['matmul_size']}x{comp['matmul_size']}",
                   f"fp32 {comp['fp32_gflops']} GFLOP/s, bf16 {comp['bf16_gflops']} GFLOP/s: "
                   f"bf16 is {verdict} ({comp['bf16_over_fp32']}x)")
+    if comp["device"] == "cpu":
+        ratio = comp["fp32_over_readme_machine"]
+        table.add_row("vs README machine",
+                      f"{ratio}x its fp32 rate ({README_FP32_GFLOPS:g} GFLOP/s): expect the README's CPU "
+                      f"times x{1 / max(ratio, 1e-3):.1f}")
     Console().print(table)
 
 
