@@ -193,8 +193,8 @@ class RewardModel(abc.ABC):
     Attributes every model has: ``kind`` (its registry name, set by :func:`register_reward`),
     ``history`` (frames before frame ``j`` that reward ``j`` needs), ``image_size`` (required
     frame size, or ``None`` for any), ``device``, ``stats`` and ``task_stats`` (optional
-    standardization, pooled and per task), ``sample_seed`` (seeds :meth:`step_generator`) and ``max_batch`` (windows per
-    :meth:`score_windows` call).
+    standardization, pooled and per task), ``sample_seed`` (seeds :meth:`step_generator`) and
+    ``max_batch`` (windows per :meth:`score_windows` call).
     """
 
     kind: ClassVar[str] = ""

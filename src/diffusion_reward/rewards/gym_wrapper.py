@@ -11,8 +11,8 @@ It keeps the last ``history + 1`` frames (at reset, the reset frame repeated) an
 :meth:`~diffusion_reward.rewards.base.RewardModel.rewards` runs over a whole episode: the
 rewards of an episode's steps equal ``reward_model.rewards(frames, task=task)[1:]`` (frame 0 is
 the reset frame; no step earns it). ``task`` names the task whose expert statistics standardize
-the reward (default: the statistics pooled over the reward model's tasks). Stochastic models seed each step's randomness by its index, so the
-equality holds for them too.
+the reward (default: the statistics pooled over the reward model's tasks). Stochastic models
+seed each step's randomness by its index, so the equality holds for them too.
 
 The step's ``info`` keeps the environment's reward in ``info["env_reward"]`` and the learned one
 in ``info["learned_reward"]``. The returned reward is the learned reward alone, or with ``mix``
