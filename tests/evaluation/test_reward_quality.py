@@ -33,18 +33,19 @@ class BrightnessScorer:
         return frames.reshape(len(frames), -1).mean(1).astype(np.float32) / 255.0
 
 
-def _write(tmp_path):
+def _write(tmp_path, tasks=("toy-v3",)):
     rng = np.random.default_rng(0)
     w = DatasetWriter(tmp_path, {"image_size": 8})
     levels = {"expert": 200, "noisy:0.1": 150, "noisy:0.5": 100, "random": 30}
-    for policy, level in levels.items():
-        for i in range(4):
-            t = 6
-            ramp = np.linspace(0, 1, t)
-            frames = (level * ramp[:, None, None, None] + rng.integers(0, 20, (t, 8, 8, 3))).clip(0, 255)
-            dense = ramp[1:] * 10 + rng.normal(0, 0.01, t - 1)
-            w.add(Episode(frames=frames.astype(np.uint8), dense=dense), task="toy-v3", policy=policy,
-                  split="test", seed=i)
+    for task in tasks:
+        for policy, level in levels.items():
+            for i in range(4):
+                t = 6
+                ramp = np.linspace(0, 1, t)
+                frames = (level * ramp[:, None, None, None] + rng.integers(0, 20, (t, 8, 8, 3))).clip(0, 255)
+                dense = ramp[1:] * 10 + rng.normal(0, 0.01, t - 1)
+                w.add(Episode(frames=frames.astype(np.uint8), dense=dense), task=task, policy=policy,
+                      split="test", seed=i)
     return load_dataset(tmp_path)
 
 
@@ -83,3 +84,24 @@ def test_smoothing_keeps_constants_and_ignores_gaps(tmp_path):
     assert np.all(np.isfinite(smooth(x, 3)))
     plot_reward_curves({"t": {"expert": [[1, 2, 3], [1, 2]], "random": [[0, 0, 0]]}}, tmp_path / "c.png", "title")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_unseen_tasks_are_marked_and_averaged_apart(tmp_path):
+    from diffusion_reward.rewards import MotionReward
+
+    dataset = _write(tmp_path, tasks=("seen-v3", "new-v3"))
+    learned = MotionReward(device="cpu")  # stands in for a learned model fitted on seen-v3's experts only
+    learned.fit_stats(dataset.select(task="seen-v3", policy="expert"))
+    assert list(learned.task_stats) == ["seen-v3"]
+    result = evaluate_reward_models({"learned": learned, "brightness": BrightnessScorer()}, dataset)
+    assert result["seen_tasks"] == ["seen-v3"]
+    for name in ("learned", "brightness"):  # every model is averaged over the same two groups
+        model = result["models"][name]
+        assert model["mean_seen"] == model["tasks"]["seen-v3"] and model["mean_unseen"] == model["tasks"]["new-v3"]
+    # episodes of the seen task are standardized with its own statistics, the unseen with the pooled ones
+    expert = dataset.select(task="seen-v3", policy="expert")[0]
+    np.testing.assert_allclose(result["curves"]["learned"]["seen-v3"]["expert"][0],
+                               learned.rewards(expert.frames, task="seen-v3"), rtol=1e-6)
+    table = markdown_table(result)
+    assert "| learned | new-v3 (unseen) |" in table and "| learned | seen-v3 |" in table
+    assert "**mean, seen tasks**" in table and "**mean, unseen tasks**" in table

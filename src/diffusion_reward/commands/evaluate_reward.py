@@ -10,7 +10,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", nargs="+", required=True, metavar="[NAME=]DIR",
                    help="reward model directories to compare, optionally named (entropy=runs/r1)")
     p.add_argument("--data", nargs="+", required=True,
-                   help="episode dataset(s) with test-split episodes of expert, noisy:<std> and random policies")
+                   help="episode dataset(s) with test-split episodes of expert, noisy:<std> and random policies; "
+                        "tasks the learned models have no expert statistics for (e.g. from collect --suite "
+                        "metaworld-unseen) are reported as unseen, with their own mean")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which split to evaluate on")
     p.add_argument("--task", nargs="+", default=None, help="evaluate only these tasks")
     p.add_argument("--max-episodes", type=int, default=None,

@@ -17,6 +17,12 @@ For each task and each reward model, on test-split episodes of the expert, of no
   does the reward rise as the expert makes progress?
 - ``frames_per_s``: reward throughput.
 
+Seen and unseen tasks. A task is *seen* when a learned reward model in the comparison has expert
+statistics for it (``task_stats``: the tasks of the expert videos it was fitted on); the other
+tasks of the data are *unseen* (the paper's zero-shot tasks). When the data holds both, the table
+marks the unseen tasks and gives every model's mean over each group apart (``mean_seen``,
+``mean_unseen``), besides the mean over all tasks.
+
 A reward model here is anything with ``rewards(frames: uint8 (T,H,W,3)) -> float32[T]``.
 """
 
@@ -138,14 +144,22 @@ def evaluate_reward_models(scorers: Mapping[str, Any], dataset: EpisodeDataset,
                            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Score ``dataset`` with every scorer; returns ``{"models": {name: {"tasks": {task: metrics},
     "mean": metrics, "frames_per_s": x}}, "curves": {name: {task: {policy: [reward arrays]}}}}``."""
-    result: dict[str, Any] = {"models": {}, "curves": {}}
+    seen = sorted({t for scorer in scorers.values() if isinstance(scorer, RewardModel) for t in scorer.task_stats})
+    result: dict[str, Any] = {"models": {}, "curves": {}, "seen_tasks": seen}
     for name, scorer in scorers.items():
         scored, fps = score_dataset(scorer, dataset, progress)
         tasks = sorted({s.task for s in scored})
         per_task = {t: task_metrics([s for s in scored if s.task == t]) for t in tasks}
         keys = sorted({k for m in per_task.values() for k in m})
-        mean = {k: _nanmean([per_task[t].get(k, math.nan) for t in tasks]) for k in keys}
-        result["models"][name] = {"tasks": per_task, "mean": mean, "frames_per_s": fps}
+
+        def mean_over(group: Sequence[str]) -> dict[str, float]:
+            return {k: _nanmean([per_task[t].get(k, math.nan) for t in group]) for k in keys}
+
+        result["models"][name] = {"tasks": per_task, "mean": mean_over(tasks), "frames_per_s": fps}
+        seen_here = [t for t in tasks if t in seen]
+        if seen_here and len(seen_here) < len(tasks):
+            result["models"][name]["mean_seen"] = mean_over(seen_here)
+            result["models"][name]["mean_unseen"] = mean_over([t for t in tasks if t not in seen])
         curves: dict[str, dict[str, list[list[float]]]] = {}
         for s in scored:
             curves.setdefault(s.task, {}).setdefault(s.policy, []).append(s.rewards.tolist())
@@ -169,12 +183,18 @@ def _row_value(metrics: Mapping[str, float], column: str) -> float:
 
 
 def markdown_table(result: Mapping[str, Any]) -> str:
-    """A markdown table: one row per (model, task) plus a mean row per model."""
+    """A markdown table: one row per (model, task) plus mean rows per model (over all tasks, and
+    over the seen and the unseen tasks apart when there are both; unseen tasks are marked)."""
     header = ["model", "task", *SUMMARY_COLUMNS, "frames/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     fmt = lambda v: "–" if not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
+    seen = set(result.get("seen_tasks") or ())
     for name, model in result["models"].items():
-        rows = [(task, m) for task, m in model["tasks"].items()] + [("**mean**", model["mean"])]
+        split = "mean_unseen" in model
+        rows = [(task if not split or task in seen else f"{task} (unseen)", m) for task, m in model["tasks"].items()]
+        if split:
+            rows += [("**mean, seen tasks**", model["mean_seen"]), ("**mean, unseen tasks**", model["mean_unseen"])]
+        rows.append(("**mean**", model["mean"]))
         for task, m in rows:
             cells = [fmt(_row_value(m, c)) for c in SUMMARY_COLUMNS]
             lines.append(f"| {name} | {task} | " + " | ".join(cells) + f" | {model['frames_per_s']:.0f} |")
@@ -197,7 +217,7 @@ def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out:
         result = evaluate_reward_models(scorers, dataset, advance)
     table = markdown_table(result)
     atomic_write_text(out / "reward_quality.md", table)
-    atomic_write_json(out / "reward_quality.json", {"models": result["models"]})
+    atomic_write_json(out / "reward_quality.json", {"models": result["models"], "seen_tasks": result["seen_tasks"]})
     figures = {}
     for name, curves in result["curves"].items():
         path = out / f"reward_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-')}.png"
