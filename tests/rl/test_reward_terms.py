@@ -128,6 +128,7 @@ def test_the_episode_reward_is_standardized_with_the_run_tasks_statistics(tmp_pa
         components = terms.episode_components(frames, STEPS)
         np.testing.assert_allclose(components["model"], stats.standardize(motion.rewards(frames, raw=True)[1:]),
                                    rtol=1e-6)
+        assert ("pooled" if task == "unseen-v3" else f"{task}'s expert statistics") in terms.describe()
     assert len(warnings) == 1 and "unseen-v3" in warnings[0] and "pooled" in warnings[0]
 
 

@@ -194,7 +194,13 @@ class RewardTerms:
     def describe(self) -> str:
         parts = ["sparse"]
         if self.model is not None:
-            parts.append(f"{1 - self.alpha:g} x {self.model.kind} (per episode)")
+            if self.model.stats is None:
+                scale = "raw"
+            elif self.task in self.model.task_stats:
+                scale = f"standardized with {self.task}'s expert statistics"
+            else:
+                scale = "standardized with pooled expert statistics"
+            parts.append(f"{1 - self.alpha:g} x {self.model.kind} (per episode, {scale})")
         for bonus in self.bonuses:
             weight = self.alpha if bonus.name == "rnd" else 1 - self.alpha
             source = "frames" if bonus.reads_frames else "states"
