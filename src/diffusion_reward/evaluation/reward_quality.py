@@ -19,8 +19,8 @@ For each task and each reward model, on test-split episodes of the expert, of no
 
 Seen and unseen tasks. A task is *seen* when a learned reward model in the comparison has expert
 statistics for it (``task_stats``: the tasks of the expert videos it was fitted on); the other
-tasks of the data are *unseen* (the paper's zero-shot tasks). When the data holds both, the table
-marks the unseen tasks and gives every model's mean over each group apart (``mean_seen``,
+tasks of the data are *unseen* (the paper's zero-shot tasks), and the table marks them. When the
+data holds both, every model also gets its mean over each group apart (``mean_seen``,
 ``mean_unseen``), besides the mean over all tasks.
 
 A reward model here is anything with ``rewards(frames: uint8 (T,H,W,3)) -> float32[T]``.
@@ -190,9 +190,8 @@ def markdown_table(result: Mapping[str, Any]) -> str:
     fmt = lambda v: "–" if not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
     seen = set(result.get("seen_tasks") or ())
     for name, model in result["models"].items():
-        split = "mean_unseen" in model
-        rows = [(task if not split or task in seen else f"{task} (unseen)", m) for task, m in model["tasks"].items()]
-        if split:
+        rows = [(task if not seen or task in seen else f"{task} (unseen)", m) for task, m in model["tasks"].items()]
+        if "mean_unseen" in model:
             rows += [("**mean, seen tasks**", model["mean_seen"]), ("**mean, unseen tasks**", model["mean_unseen"])]
         rows.append(("**mean**", model["mean"]))
         for task, m in rows:
