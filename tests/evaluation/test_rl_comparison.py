@@ -81,6 +81,17 @@ def test_command_prints_a_summary_and_writes_the_outputs(runs, tmp_path, capsys)
     assert all((tmp_path / "out" / name).is_file() for name in ("rl_comparison.png", "rl_comparison.md"))
 
 
+def test_files_from_a_shell_glob_are_left_out_with_a_note(runs, tmp_path, capsys) -> None:
+    stray = tmp_path / "success.png"
+    stray.write_bytes(b"not a run")
+    run_dirs = sorted(str(d) for d in runs.iterdir())
+    assert cli.main(["plot-rl", *run_dirs, str(stray), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 seed(s)" in printed and f"left out 1 file(s) that are not run directories: {stray}" in printed
+    with pytest.raises(UserError, match="files, not train-rl run directories"):
+        compare_runs([stray], tmp_path / "out")
+
+
 def test_unusable_folders_give_one_clear_error(runs, tmp_path, capsys) -> None:
     with pytest.raises(UserError, match="no such run directory"):
         compare_runs([tmp_path / "missing"], tmp_path / "out")

@@ -20,6 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from diffusion_reward.evaluation.rl_comparison import OUTPUTS, compare_runs
 
     result = compare_runs(args.runs, args.out, metric=args.metric, title=args.title)
+    if result["skipped"]:
+        print(f"left out {len(result['skipped'])} file(s) that are not run directories: "
+              f"{', '.join(result['skipped'])}")
     for row in result["rows"]:
         print(f"{row['task']:<24} {row['reward']:<10} {len(row['seeds'])} seed(s), {row['last_frames']} frames: "
               f"final {args.metric} {row['final_mean']:.2f} [{row['final_min']:.2f}, {row['final_max']:.2f}], "

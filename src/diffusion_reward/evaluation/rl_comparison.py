@@ -48,10 +48,19 @@ class RunCurve:
     values: list[float]
 
 
-def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """``paths`` with every folder that is not itself a run replaced by the runs directly inside it."""
+def find_run_dirs(paths: Iterable[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
+    """``paths`` with every folder that is not itself a run replaced by the runs directly inside it.
+
+    Plain files among ``paths`` (what a shell glob such as ``runs/rl/*`` also picks up) are left
+    out and appended to ``skipped``; a path that does not exist is an error.
+    """
+    paths = [Path(p) for p in paths]
     found: list[Path] = []
-    for p in map(Path, paths):
+    for p in paths:
+        if p.is_file():
+            if skipped is not None:
+                skipped.append(p)
+            continue
         if not p.is_dir():
             raise UserError(f"{p}: no such run directory")
         if (p / "config.json").is_file() or (p / "eval.csv").is_file():
@@ -61,6 +70,8 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if not inside:
             raise UserError(f"{p}: neither a train-rl run directory (config.json + eval.csv) nor a folder of them")
         found.extend(inside)
+    if not found:
+        raise UserError(f"{', '.join(map(str, paths))}: files, not train-rl run directories")
     return found
 
 
@@ -172,7 +183,8 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     """Group ``run_dirs`` (runs, or folders of runs) by task and reward and write the figure and tables."""
     from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json
 
-    curves = [load_run(d, metric) for d in find_run_dirs(run_dirs)]
+    skipped: list[Path] = []
+    curves = [load_run(d, metric) for d in find_run_dirs(run_dirs, skipped)]
     groups: dict[tuple[str, str], list[RunCurve]] = defaultdict(list)
     for c in curves:
         groups[(c.task, c.reward)].append(c)
@@ -191,4 +203,4 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     with atomic_path(out / OUTPUTS[1]) as tmp:
         Path(tmp).write_text(_markdown(rows, metric))
     atomic_write_json(out / OUTPUTS[2], {"metric": metric, "groups": rows})
-    return {"figure": str(figure), "rows": rows}
+    return {"figure": str(figure), "rows": rows, "skipped": [str(p) for p in skipped]}
