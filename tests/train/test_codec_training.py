@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from diffusion_reward import cli
 from diffusion_reward.data.episodes import DatasetError, DatasetWriter, Episode
 from diffusion_reward.models.codec import PRESETS, VQGAN, CodecConfig
-from diffusion_reward.train.codec import TRAIN_PRESETS, CodecTrainConfig, train_codec
+from diffusion_reward.train.codec import (TRAIN_PRESETS, CodecTrainConfig, foreground_mask, static_scene,
+                                          train_codec, weighted_mean)
 from diffusion_reward.train.data import FrameDataset, WindowDataset, load_frames
 
 
@@ -51,6 +52,38 @@ def squares(tmp_path_factory):
 def _loop(tmp_path, name, **kw):
     return dataclasses.replace(TRAIN_PRESETS["tiny"][1], run_dir=str(tmp_path / name), tensorboard=False,
                                progress=False, threads=1, **kw)
+
+
+def test_foreground_is_what_moves_over_the_static_scene() -> None:
+    frames = np.concatenate([squares_episode(s).frames for s in range(3)])
+    scene = static_scene(frames)
+    np.testing.assert_array_equal(scene[:32, :, :], np.broadcast_to(np.array([40, 40, 60], np.uint8), (32, 64, 3)))
+    mask = foreground_mask(frames, scene)
+    squares = (frames != scene).any(-1)  # the coloured squares, the only thing not in the scene
+    np.testing.assert_array_equal(mask, squares)
+    assert 0.05 < mask.mean() < 0.07  # one 16x16 square in a 64x64 frame
+
+
+def test_weighted_mean_counts_weighted_pixels_more() -> None:
+    values = torch.zeros(1, 3, 2, 2)
+    values[..., 0, 0] = 1.0
+    plain = weighted_mean(values, torch.ones(1, 1, 2, 2))
+    weighted = torch.ones(1, 1, 2, 2)
+    weighted[..., 0, 0] = 4.0
+    assert float(plain) == pytest.approx(0.25) and float(weighted_mean(values, weighted)) == pytest.approx(4 / 7)
+
+
+def test_foreground_weighting_trains_and_the_foreground_psnr_is_reported(squares, tmp_path, capsys) -> None:
+    out = tmp_path / "codec"
+    rc = cli.main(["train-codec", "--data", str(squares), "--preset", "tiny", "--steps", "3", "--batch-size", "4",
+                   "--foreground-weight", "9", "--crop-size", "32", "--whole-frame-fraction", "0.4",
+                   "--run-dir", str(tmp_path / "run"), "--out", str(out), "--no-tensorboard", "--no-progress",
+                   "--threads", "1"])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "foreground weighting:" in printed.err + printed.out and "(foreground " in printed.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["test/psnr_foreground"]) and 0.05 < metrics["test/foreground_fraction"] < 0.07
 
 
 def test_paper_preset_trains_saves_and_loads(squares, tmp_path, capsys) -> None:

@@ -17,6 +17,7 @@ and perplexity) and ``reconstructions.png`` (held-out originals above their reco
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from diffusion_reward.models.codec.discriminator import PatchDiscriminator
 from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_discriminator_loss,
                                                   hinge_generator_loss, l1_loss)
 from diffusion_reward.models.codec.lpips import LPIPS, find_lpips_weights, load_lpips
-from diffusion_reward.models.codec.vqgan import PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr
+from diffusion_reward.models.codec.vqgan import PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr, tensor_to_frames
 from diffusion_reward.train.data import FrameDataset, load_frames
 from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
                                             resolve_precision)
@@ -62,6 +63,11 @@ class CodecTrainConfig:
                                               "is used on whole frames")
     l2_weight: float = option(0.0, "weight of a mean-squared-error term added to the L1 reconstruction loss, on "
                                    "pixels in [-1, 1] (PSNR measures squared error; 0: L1 only, as in the paper)")
+    foreground_weight: float = option(0.0, "extra weight of the reconstruction loss on foreground pixels, those "
+                                           "that differ from the static scene (the per-pixel median of the "
+                                           "training frames): a foreground pixel counts 1 + this much, so that "
+                                           "the arm, the objects and the goal markers are not traded for the "
+                                           "background (0: every pixel alike, as in the paper)")
     disc_start: int = option(1000, "step at which the PatchGAN loss and discriminator training switch on")
     gan_weight: float = option(0.1, "factor on the adaptive GAN weight (0: no discriminator at all)")
     disc_layers: int = option(3, "PatchGAN discriminator: strided convolution layers")
@@ -127,8 +133,8 @@ class CodecTask(TrainTask):
 
     def __init__(self, model: VQGAN, cfg: CodecTrainConfig, lpips: LPIPS | None = None,
                  eval_frames: np.ndarray | None = None, total_steps: int = 0,
-                 whole_frames: FrameDataset | None = None):
-        self.cfg, self.lpips, self.total_steps = cfg, lpips, total_steps
+                 whole_frames: FrameDataset | None = None, scene: np.ndarray | None = None):
+        self.cfg, self.lpips, self.total_steps, self.scene = cfg, lpips, total_steps, scene
         if not 0.0 <= cfg.whole_frame_fraction <= 1.0:
             raise ValueError(f"whole_frame_fraction must be in [0, 1], got {cfg.whole_frame_fraction}")
         # the last steps of a crop-trained run (whole_frame_fraction of them) draw whole frames from here
@@ -161,15 +167,20 @@ class CodecTask(TrainTask):
         raw: VQGAN = trainer.raw("model")  # type: ignore[assignment]
         if self.whole_frames is not None and trainer.step >= self.whole_frames_from:
             x = self._whole_frame_batch(trainer, x)
+        weight = None
+        if x.shape[1] == 4:  # frames carry the foreground mask (train_codec adds it with foreground_weight)
+            x, foreground = x[:, :3], x[:, 3:]
+            weight = 1.0 + cfg.foreground_weight * foreground.float()
         with trainer.autocast():
             rec, q = trainer.module("model")(x)
         rec = rec.float()
         l1 = l1_loss(x, rec)
-        rec_loss = l1
+        rec_loss = l1 if weight is None else weighted_mean((x.float() - rec).abs(), weight)
         out: dict[str, torch.Tensor | float] = {}
         if cfg.l2_weight > 0:
-            mse = (x.float() - rec).square().mean()
-            rec_loss = rec_loss + cfg.l2_weight * mse
+            squared = (x.float() - rec).square()
+            mse = squared.mean()
+            rec_loss = rec_loss + cfg.l2_weight * (mse if weight is None else weighted_mean(squared, weight))
             out["mse"] = mse.detach()
         if self.lpips is not None:
             self.lpips.to(x.device)
@@ -220,33 +231,75 @@ class CodecTask(TrainTask):
         if self.eval_frames is None or len(self.eval_frames) == 0:
             return {}
         with trainer.autocast():  # bf16 evaluation moves PSNR by < 0.01 dB and is 2-3x faster on CPUs
-            return evaluate_codec(trainer.raw("model"), self.eval_frames)  # type: ignore[arg-type]
+            return evaluate_codec(trainer.raw("model"), self.eval_frames,  # type: ignore[arg-type]
+                                  scene=self.scene)
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (B, C, H, W) with per-pixel ``weight`` (B, 1, H, W), normalised by the weights."""
+    return (values * weight).sum() / (weight.sum() * values.shape[1]).clamp_min(1e-12)
+
+
+FOREGROUND_LEVELS = 24
+"""A pixel is foreground when one of its channels differs from the static scene by more than this
+many of the 255 levels."""
+
+
+def static_scene(frames: np.ndarray, sample: int = 2048) -> np.ndarray:
+    """The per-pixel median of up to ``sample`` evenly spaced frames, ``uint8 (H, W, 3)``: what stays in
+    place across the data (floor, table, robot base), from which the arm, the objects and the goal
+    markers differ."""
+    return np.median(frames[_evenly(len(frames), sample), ..., :3], axis=0).round().astype(np.uint8)
+
+
+def foreground_mask(frames: np.ndarray, scene: np.ndarray) -> np.ndarray:
+    """``bool (N, H, W)``: the pixels of ``uint8 (N, H, W, 3)`` frames that differ from ``scene``
+    by more than :data:`FOREGROUND_LEVELS` in some channel."""
+    diff = np.abs(frames[..., :3].astype(np.int16) - scene.astype(np.int16))
+    return diff.max(axis=-1) > FOREGROUND_LEVELS
 
 
 @torch.no_grad()
-def evaluate_codec(model: VQGAN, frames: np.ndarray, batch_size: int = 256) -> dict[str, float]:
-    """PSNR (dB, mean over frames), codebook usage (fraction of codes used) and perplexity on ``frames``."""
+def evaluate_codec(model: VQGAN, frames: np.ndarray, batch_size: int = 256,
+                   scene: np.ndarray | None = None) -> dict[str, float]:
+    """PSNR (dB, mean over frames), codebook usage (fraction of codes used) and perplexity on ``frames``.
+
+    With a ``scene`` (:func:`static_scene`) also ``psnr_foreground``: the PSNR of the foreground
+    pixels alone (:func:`foreground_mask`, their squared errors pooled over all frames), and
+    ``foreground_fraction``. The foreground is where the task is: the arm, the objects, the goal
+    markers; the whole-frame PSNR is dominated by the static background.
+    """
     was_training = model.training
     model.eval()
     counts = torch.zeros(model.config.codebook_size, dtype=torch.float64)
     total_psnr, n = 0.0, 0
+    fg_error, fg_pixels = 0.0, 0
     for i in range(0, len(frames), batch_size):
-        x = frames_to_tensor(frames[i:i + batch_size]).to(model.device)
+        chunk = frames[i:i + batch_size]
+        x = frames_to_tensor(chunk).to(model.device)
         rec, q = model(x)
         total_psnr += float(psnr(x, rec).sum())
         n += len(x)
         counts += torch.bincount(q.indices.flatten().cpu(), minlength=model.config.codebook_size).double()
+        if scene is not None:
+            mask = torch.from_numpy(foreground_mask(chunk, scene))
+            error = (torch.from_numpy(chunk).float() - torch.from_numpy(tensor_to_frames(rec)).float()).square()
+            fg_error += float(error.mean(-1)[mask].sum())
+            fg_pixels += int(mask.sum())
     model.train(was_training)
     probs = counts / counts.sum().clamp_min(1)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
-    return {"psnr": total_psnr / max(n, 1), "codebook_usage": float((counts > 0).double().mean()),
-            "perplexity": float(entropy.exp()), "frames": float(n)}
+    out = {"psnr": total_psnr / max(n, 1), "codebook_usage": float((counts > 0).double().mean()),
+           "perplexity": float(entropy.exp()), "frames": float(n)}
+    if scene is not None:
+        out["foreground_fraction"] = fg_pixels / max(n * frames.shape[1] * frames.shape[2], 1)
+        out["psnr_foreground"] = (10 * math.log10(255.0 ** 2 / max(fg_error / fg_pixels, 1e-10))
+                                  if fg_pixels else math.nan)
+    return out
 
 
 def reconstruction_grid(model: VQGAN, frames: np.ndarray, scale: int = 2) -> np.ndarray:
     """``uint8`` image: originals in the top row, their reconstructions below, scaled ``scale`` times."""
-    from diffusion_reward.models.codec.vqgan import tensor_to_frames
-
     model.eval()
     with torch.no_grad():
         rec = tensor_to_frames(model(frames_to_tensor(frames).to(model.device))[0])
@@ -345,11 +398,20 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     held_out = evals.get("test", evals["train"])
     periodic = held_out[:256]
 
+    scene = static_scene(train_frames)
+    if train_config.foreground_weight < 0:
+        raise ValueError(f"foreground_weight must be >= 0, got {train_config.foreground_weight}")
+    if train_config.foreground_weight > 0:  # the mask travels with the frames as a fourth channel
+        mask = foreground_mask(train_frames, scene)
+        log.info(f"foreground weighting: {100 * mask.mean():.1f}% of the training pixels count "
+                 f"{1 + train_config.foreground_weight:g}x")
+        train_frames = np.concatenate([train_frames, (mask[..., None] * np.uint8(255)).astype(np.uint8)], axis=-1)
+
     _warn_if_cpu_is_busy(trainer_config)
     seed_everything(trainer_config.seed)
     model = VQGAN(model_config)
     task = CodecTask(model, train_config, lpips=build_lpips(train_config), eval_frames=periodic,
-                     total_steps=trainer_config.steps, whole_frames=FrameDataset(train_frames))
+                     total_steps=trainer_config.steps, whole_frames=FrameDataset(train_frames), scene=scene)
     log.info(f"codec {preset}: {model.num_parameters() / 1e6:.2f}M parameters, {model_config.token_grid}x"
              f"{model_config.token_grid} tokens, codebook {model_config.codebook_size} x {model_config.codebook_dim}; "
              f"{trainer_config.steps} steps of batch {trainer_config.batch_size}, "
@@ -366,7 +428,7 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
             t_eval = time.perf_counter()
             with trainer.ema_weights(), trainer.autocast():
                 for split, frames in evals.items():
-                    metrics.update({f"{split}/{k}": v for k, v in evaluate_codec(model, frames).items()})
+                    metrics.update({f"{split}/{k}": v for k, v in evaluate_codec(model, frames, scene=scene).items()})
                 grid = reconstruction_grid(model, held_out[_evenly(len(held_out), train_config.grid_frames)])
             writer = MetricsWriter(run_dir, tensorboard=trainer_config.tensorboard)
             writer.log(trainer.step, {f"final/{k.replace('/', '_')}": v for k, v in metrics.items()})
@@ -390,8 +452,11 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     splits = sorted({k.split("/")[0] for k in metrics if k.endswith("/psnr")}, key=lambda s: (s != "train", s))
     for split in splits:
         if f"{split}/psnr" in metrics:
-            parts.append(f"{split}: PSNR {metrics[f'{split}/psnr']:.2f} dB, codebook usage "
-                         f"{100 * metrics[f'{split}/codebook_usage']:.1f}%, perplexity {metrics[f'{split}/perplexity']:.0f}")
+            foreground = metrics.get(f"{split}/psnr_foreground")
+            parts.append(f"{split}: PSNR {metrics[f'{split}/psnr']:.2f} dB"
+                         + (f" (foreground {foreground:.2f} dB)" if foreground is not None else "")
+                         + f", codebook usage {100 * metrics[f'{split}/codebook_usage']:.1f}%, "
+                           f"perplexity {metrics[f'{split}/perplexity']:.0f}")
     if "wall_time_s" in metrics:
         parts.append(f"{metrics['steps']} steps in {metrics['wall_time_s']:.0f}s")
     return "; ".join(parts)

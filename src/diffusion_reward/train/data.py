@@ -64,7 +64,9 @@ def load_frames(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
 class FrameDataset:
     """Frames ``uint8 (N, H, W, 3)`` served as float ``(B, 3, H, W)`` batches in ``[-1, 1]``.
 
-    With ``crop`` > 0, :meth:`get_batch` serves a random ``crop`` x ``crop`` window of each frame
+    Frames may carry a fourth channel, a per-pixel weight in ``0..255``: batches are then
+    ``(B, 4, H, W)``, the colours in ``[-1, 1]`` and the weight in ``[0, 1]`` as channel 3, cropped
+    with the colours (the codec's foreground weighting uses it). With ``crop`` > 0, :meth:`get_batch` serves a random ``crop`` x ``crop`` window of each frame
     instead, its corner on a multiple of ``align`` pixels (the codec's token stride, so that crop
     tokens sit where whole-frame tokens do). The offsets come from PyTorch's global generator,
     which the trainer seeds and checkpoints.
@@ -72,8 +74,9 @@ class FrameDataset:
 
     def __init__(self, frames: np.ndarray | torch.Tensor, crop: int = 0, align: int = 1):
         frames = torch.as_tensor(frames)
-        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+        if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
+            raise ValueError(f"frames must be uint8 (N, H, W, 3), or (N, H, W, 4) with a weight channel, got "
+                             f"{frames.dtype} {tuple(frames.shape)}")
         size = min(frames.shape[1:3])
         if crop and (crop > size or crop % align or crop < 0):
             raise ValueError(f"crop {crop} must be a multiple of {align} no larger than the frames ({size})")
@@ -89,7 +92,7 @@ class FrameDataset:
         return len(self.frames)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return frames_to_tensor(self.frames[i:i + 1])[0]
+        return frames_to_tensor(self.frames[i:i + 1, ..., :3])[0]
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
         frames = self.frames[indices]
@@ -101,6 +104,9 @@ class FrameDataset:
             rows = (top[:, None] + torch.arange(c))[:, :, None]
             cols = (left[:, None] + torch.arange(c))[:, None, :]
             frames = frames[torch.arange(n)[:, None, None], rows, cols]
+        if frames.shape[-1] == 4:
+            weight = frames[..., 3:].permute(0, 3, 1, 2).float().div_(255.0)
+            return torch.cat([frames_to_tensor(frames[..., :3]), weight], dim=1)
         return frames_to_tensor(frames)
 
     @property
