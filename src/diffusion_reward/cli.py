@@ -11,9 +11,9 @@ import importlib
 import importlib.util
 import os
 import sys
-import time
 
 from diffusion_reward.errors import UserError
+from diffusion_reward.utils.cpu_load import busy_cores
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,22 +60,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _busy_cores(seconds: float = 0.25) -> float | None:
-    """Cores kept busy by other processes right now (Linux: /proc/stat sampled ``seconds`` apart)."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        return sum(values), values[3] + values[4]  # all jiffies, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(total1 - total0, 1))
-
-
 def choose_openmp_waiting() -> str | None:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` when other processes keep the CPU busy; returns the reason, or ``None``.
 
@@ -88,7 +72,7 @@ def choose_openmp_waiting() -> str | None:
     """
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return None
-    busy = _busy_cores()
+    busy = busy_cores()
     if busy is None or busy < 0.5:
         return None
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

@@ -9,6 +9,7 @@ import torch
 from diffusion_reward import cli
 from diffusion_reward.train.trainer import TrainerConfig, resolve_precision
 from diffusion_reward.utils import device
+from diffusion_reward.utils.cpu_load import busy_cores
 
 
 def test_bf16_auto_follows_the_measurement(monkeypatch) -> None:
@@ -29,13 +30,13 @@ def test_trainer_records_the_resolved_precision(monkeypatch) -> None:
 
 
 def test_openmp_waiting_sleeps_only_beside_busy_processes(monkeypatch) -> None:
-    busy = cli._busy_cores(0.05)  # measured from /proc/stat where there is one
+    busy = busy_cores(0.05)  # measured from /proc/stat where there is one
     assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    monkeypatch.setattr(cli, "_busy_cores", lambda: 0.1)
+    monkeypatch.setattr(cli, "busy_cores", lambda: 0.1)
     assert cli.choose_openmp_waiting() is None and "OMP_WAIT_POLICY" not in os.environ
-    monkeypatch.setattr(cli, "_busy_cores", lambda: 1.6)
+    monkeypatch.setattr(cli, "busy_cores", lambda: 1.6)
     note = cli.choose_openmp_waiting()
     assert note and "1.6" in note and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is left alone

@@ -37,6 +37,7 @@ from diffusion_reward.train.data import FrameDataset, load_frames
 from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
                                             resolve_precision)
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json
+from diffusion_reward.utils.cpu_load import busy_cores
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
 from diffusion_reward.utils.seeding import seed_everything
 
@@ -324,14 +325,17 @@ class CodecResult:
 
 
 def _warn_if_cpu_is_busy(cfg: TrainerConfig) -> None:
-    """Multi-threaded CPU training slows down several times when other processes hold the cores."""
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) or not hasattr(os, "getloadavg"):
+    """Multi-threaded CPU training slows down several times when other processes hold the cores.
+
+    The load is measured now, before training starts (:func:`busy_cores`), not read from the load
+    average, which still counts a job that ended a minute ago."""
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         return
     threads = cfg.threads or torch.get_num_threads()
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if threads > 1 and load >= cores - 0.5:
-        get_logger().warning(f"the CPU is busy (load average {load:.1f} on {cores} cores): training on {threads} "
-                             "threads can run several times slower than on one; consider --threads 1")
+    busy, cores = busy_cores(), os.cpu_count() or 1
+    if threads > 1 and busy is not None and busy >= min(threads, cores) - 0.5:
+        get_logger().warning(f"the CPU is busy (other processes keep {busy:.1f} of {cores} cores busy): training "
+                             f"on {threads} threads can run several times slower than on one; consider --threads 1")
 
 
 def _evenly(n: int, k: int) -> np.ndarray:
