@@ -73,7 +73,7 @@ def test_weighted_mean_counts_weighted_pixels_more() -> None:
     assert float(plain) == pytest.approx(0.25) and float(weighted_mean(values, weighted)) == pytest.approx(4 / 7)
 
 
-def test_foreground_weighting_trains_and_the_foreground_psnr_is_reported(squares, tmp_path, capsys) -> None:
+def test_foreground_weighting_trains_and_the_foreground_psnr_is_reported(squares, tmp_path, capsys, caplog) -> None:
     out = tmp_path / "codec"
     rc = cli.main(["train-codec", "--data", str(squares), "--preset", "tiny", "--steps", "3", "--batch-size", "4",
                    "--foreground-weight", "9", "--crop-size", "32", "--whole-frame-fraction", "0.4",
@@ -81,7 +81,8 @@ def test_foreground_weighting_trains_and_the_foreground_psnr_is_reported(squares
                    "--threads", "1"])
     assert rc == 0
     printed = capsys.readouterr()
-    assert "foreground weighting:" in printed.err + printed.out and "(foreground " in printed.out
+    # the log line reaches stderr or, once pytest has taken over logging, its log capture
+    assert "foreground weighting:" in printed.err + printed.out + caplog.text and "(foreground " in printed.out
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["test/psnr_foreground"]) and 0.05 < metrics["test/foreground_fraction"] < 0.07
 
