@@ -32,7 +32,8 @@ from diffusion_reward.models.codec.discriminator import PatchDiscriminator
 from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_discriminator_loss,
                                                   hinge_generator_loss, l1_loss)
 from diffusion_reward.models.codec.lpips import LPIPS, find_lpips_weights, load_lpips
-from diffusion_reward.models.codec.vqgan import PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr, tensor_to_frames
+from diffusion_reward.models.codec.vqgan import (PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr,
+                                                 tensor_to_frames)
 from diffusion_reward.train.data import FrameDataset, load_frames
 from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
                                             resolve_precision)

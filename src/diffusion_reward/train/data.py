@@ -66,7 +66,9 @@ class FrameDataset:
 
     Frames may carry a fourth channel, a per-pixel weight in ``0..255``: batches are then
     ``(B, 4, H, W)``, the colours in ``[-1, 1]`` and the weight in ``[0, 1]`` as channel 3, cropped
-    with the colours (the codec's foreground weighting uses it). With ``crop`` > 0, :meth:`get_batch` serves a random ``crop`` x ``crop`` window of each frame
+    with the colours (the codec's foreground weighting uses it).
+
+    With ``crop`` > 0, :meth:`get_batch` serves a random ``crop`` x ``crop`` window of each frame
     instead, its corner on a multiple of ``align`` pixels (the codec's token stride, so that crop
     tokens sit where whole-frame tokens do). The offsets come from PyTorch's global generator,
     which the trainer seeds and checkpoints.
