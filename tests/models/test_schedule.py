@@ -119,6 +119,31 @@ def test_posteriors_one_step_and_strided_match_bayes(diffusion, s, t):
 
 
 @pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
+def test_probability_space_reverse_step_matches_the_log_space_one(codes, steps):
+    """The sampler's fast path: same rows as posterior_log_probs, for confident and vague predictions,
+    masked, kept and replaced tokens, at the strided sampler's times and at single steps."""
+    d = MaskReplaceDiffusion(codes, steps, **(SCHEDULE if codes == K else {}))
+    gen = torch.Generator().manual_seed(5)
+    x_t = torch.randint(0, codes + 1, (3, 48), generator=gen)
+    x_t[:, :16] = codes
+    logits = torch.randn(3, 48, codes, generator=gen) * torch.tensor([0.5, 3.0, 30.0])[:, None, None]
+    logits[2, :, :].scatter_(-1, x_t[2].clamp_max(codes - 1)[:, None], 60.0)  # p(x_t's code) within 1e-9 of 1
+    log_p0 = logits.log_softmax(-1)
+    times = d.strided_times(10 if steps == 100 else 2)
+    pairs = list(zip(times[:-1], times[1:])) + [(1, 0), (steps - 1, steps - 2)]
+    for t, s in pairs:
+        want = d.posterior_log_probs(log_p0, x_t, t, s)
+        got = d.reverse_step_probs(log_p0, x_t, t, s)
+        assert got.shape == want.shape and torch.isfinite(got).all()
+        torch.testing.assert_close(got, want.exp(), rtol=1e-4, atol=1e-6)
+        # also where the probabilities are tiny, which the bound's KL terms see through their logs
+        visible = want > -30
+        torch.testing.assert_close(got.log()[visible], want[visible], rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError):
+        d.reverse_step_probs(log_p0, x_t, 3, -1)
+
+
+@pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
 def test_closed_form_kl_to_the_true_posterior_matches_the_generic_one(codes, steps):
     d = MaskReplaceDiffusion(codes, steps, **(SCHEDULE if codes == K else {}))
     gen = torch.Generator().manual_seed(4)

@@ -89,8 +89,18 @@ def sample_categorical(log_probs: torch.Tensor, generator: Generators = None, gu
     if not gumbel:
         return log_probs.argmax(-1)
     log_probs = log_probs.float()
-    cdf = (log_probs - log_probs.amax(-1, keepdim=True)).exp_().cumsum_(-1)
-    u = uniform(tuple(log_probs.shape[:-1]) + (1,), generator, log_probs.device)
+    return _invert_cdf((log_probs - log_probs.amax(-1, keepdim=True)).exp_().cumsum_(-1), generator)
+
+
+def sample_probabilities(probs: torch.Tensor, generator: Generators = None, gumbel: bool = True) -> torch.Tensor:
+    """:func:`sample_categorical` for rows of non-negative probabilities (normalised or not)."""
+    if not gumbel:
+        return probs.argmax(-1)
+    return _invert_cdf(probs.float().cumsum(-1), generator)
+
+
+def _invert_cdf(cdf: torch.Tensor, generator: Generators) -> torch.Tensor:
+    u = uniform(tuple(cdf.shape[:-1]) + (1,), generator, cdf.device)
     # scaled just below the total so that rounding can never select past the last non-zero entry
     target = u * (cdf[..., -1:] * (1.0 - 1e-6))
     return torch.searchsorted(cdf, target, right=True).squeeze(-1)
@@ -255,6 +265,50 @@ class MaskReplaceDiffusion(nn.Module):
             is_clean = is_clean.reshape(is_clean.shape + (1,) * (out.dim() - 1))
         return torch.where(is_clean, clean, out)
 
+    def reverse_step_probs(self, log_x_start: torch.Tensor, x_t: torch.Tensor, t: int, s: int) -> torch.Tensor:
+        """``exp(posterior_log_probs(log_x_start, x_t, t, s))`` for one pair of times ``0 <= s < t``
+        (Python ints, as the sampler visits them), computed in probability space: the sampler's fast path.
+
+        With ``p = exp(log_x_start)`` the reverse step is affine in ``p`` for every code except
+        x_t's own: for a masked x_t, ``m_st (a_s p_j + r_s)`` at code ``j`` and ``m_s`` at the
+        mask; for an observed code ``v``, ``a_s p_j + B`` at ``j != v``, ``(a_st + r_st) / r_st
+        (a_s c p_v + B)`` at ``v`` and 0 at the mask, where ``c = r_t / (a_t + r_t)`` and ``B =
+        r_s (sum_{j != v} p_j + c p_v)`` (each up to a per-token factor that normalisation
+        removes; ``a, r, m`` are the keep, per-code replace and mask probabilities of the jumps
+        ``0 -> s`` (index ``s``), ``s -> t`` (``st``) and ``0 -> t`` (``t``), floored at
+        ``exp(LOG_ZERO)`` as in the log tables). Five passes over the ``(..., K)`` rows instead of the
+        log-space version's dozen or so; the sum over ``j != v`` is taken with ``p_v`` zeroed, so
+        it keeps its precision when ``p_v`` is close to 1. Returns normalised ``(..., K+1)`` rows.
+        """
+        self._check_times(s, t)
+        if s < 0:
+            raise ValueError(f"reverse_step_probs needs s >= 0, got {s}")
+        K = self.num_classes
+
+        def jump(a: int, b: int) -> tuple[float, float, float]:
+            return tuple(float(table[a + 1, b + 1].double().exp()) for table in (self.log_keep, self.log_replace,
+                                                                                 self.log_mask))
+
+        a_s, r_s, m_s = jump(-1, s)
+        a_st, r_st, m_st = jump(s, t)
+        a_t, r_t, _ = jump(-1, t)
+        c = r_t / (a_t + r_t)
+        is_mask = (x_t == K).unsqueeze(-1)
+        code = x_t.clamp_max(K - 1).unsqueeze(-1)
+        probs = log_x_start.float().exp()
+        p_v = probs.gather(-1, code)
+        probs.scatter_(-1, code, torch.where(is_mask, p_v, 0.0))  # observed codes: p_v out of the sum below
+        rest = probs.sum(-1, keepdim=True)
+        base = r_s * (rest + c * p_v)
+        out = torch.empty(probs.shape[:-1] + (K + 1,), device=probs.device)
+        codes = out[..., :K]
+        torch.mul(probs, torch.where(is_mask, m_st * a_s, a_s), out=codes)
+        codes.add_(torch.where(is_mask, m_st * r_s, base))
+        own = (a_st + r_st) / r_st * (a_s * c * p_v + base)
+        codes.scatter_(-1, code, torch.where(is_mask, codes.gather(-1, code), own))
+        out[..., K:] = torch.where(is_mask, m_s, 0.0)
+        return out.div_(out.sum(-1, keepdim=True))
+
     def _likelihood_base(self, is_mask: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
         """``log q(x_t | x_s = j)`` for a code ``j`` other than x_t's own, per token (B, N)."""
         log_r, log_m = self._coef(self.log_replace, s, t, is_mask), self._coef(self.log_mask, s, t, is_mask)
@@ -408,8 +462,9 @@ class MaskReplaceDiffusion(nn.Module):
                 log_step = log_pred
                 x_next = sample_categorical(log_pred, generator, gumbel)
             else:
-                log_step = self.posterior_log_probs(log_pred, x_t, t, s)
-                x_next = sample_categorical(log_step, generator, gumbel)
+                probs = self.reverse_step_probs(log_pred, x_t, t, s)
+                x_next = sample_probabilities(probs, generator, gumbel)
+                log_step = probs.log_().clamp_min_(LOG_ZERO)
             chain.append((x_t, t, s, log_step))
             x_t = x_next
         x_start = x_t
