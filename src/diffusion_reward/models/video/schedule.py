@@ -398,6 +398,10 @@ class MaskReplaceDiffusion(nn.Module):
         reconstruction term ``-log p_theta(x_start | x_t)``. ``t``/``s`` may be per-sample tensors.
         """
         nll = -log_x_start_pred.float().gather(-1, x_start.unsqueeze(-1)).squeeze(-1)
+        if isinstance(s, int) and isinstance(t, int) and s >= 0 and not torch.is_grad_enabled():
+            # the scorer's strided bound: the probability-space reverse step (same rows, fewer passes)
+            log_model = self.reverse_step_probs(log_x_start_pred, x_t, t, s).log_().clamp_min_(LOG_ZERO)
+            return self.true_posterior_kl(log_model, x_start, x_t, t, s).sum(1)
         s_tensor = torch.as_tensor(s, device=x_t.device)
         if bool((s_tensor == -1).all()):
             return nll.flatten(1).sum(1)
