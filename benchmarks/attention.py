@@ -10,7 +10,7 @@ bias), compares in the same run:
 * ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` with PyTorch's default CPU
   choice (the fused flash kernel);
 * ``math``: the same call restricted to the unfused math backend;
-* ``batched``: :func:`diffusion_reward.models.video.layers._batched_attention`, two batched
+* ``batched``: :func:`diffusion_reward.models.video.layers.batched_attention`, two batched
   matrix products around a softmax, which :class:`~diffusion_reward.models.video.layers.Attention`
   uses for bf16 inference on CPU.
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from diffusion_reward.models.video.layers import _batched_attention
+from diffusion_reward.models.video.layers import batched_attention
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
                             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
                     def batched():
-                        return _batched_attention(q, k, v, bias)
+                        return batched_attention(q, k, v, bias)
 
                     with torch.no_grad():
                         reference = sdpa().float()

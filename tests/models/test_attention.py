@@ -4,17 +4,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffusion_reward.models.video.layers import Attention, _batched_attention
+from diffusion_reward.models.video.layers import Attention, batched_attention
 
 
 @pytest.mark.parametrize("keys", [16, 32])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_batched_attention_equals_scaled_dot_product_attention(keys, with_bias):
+def testbatched_attention_equals_scaled_dot_product_attention(keys, with_bias):
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(3, 4, 16, 8, generator=gen)
     k, v = torch.randn(3, 4, keys, 8, generator=gen), torch.randn(3, 4, keys, 8, generator=gen)
     bias = torch.randn(1, 4, 16, keys, generator=gen) if with_bias else None
-    torch.testing.assert_close(_batched_attention(q, k, v, bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+    torch.testing.assert_close(batched_attention(q, k, v, bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
                                rtol=1e-5, atol=1e-5)
 
 

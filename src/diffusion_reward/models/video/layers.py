@@ -50,14 +50,14 @@ class Attention(nn.Module):
             with sdpa_kernel(SDPBackend.MATH):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         elif q.device.type == "cpu" and q.dtype == torch.bfloat16 and not causal:
-            y = _batched_attention(q, k, v, mask)
+            y = batched_attention(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         b, _, n, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, n, -1))
 
 
-def _batched_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def batched_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + bias) v with two batched matrix products, for bf16 inference on CPU.
 
     The same function as ``scaled_dot_product_attention``. For the short sequences (64 tokens

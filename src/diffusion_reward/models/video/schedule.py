@@ -18,8 +18,11 @@ is spread over the ``K`` codes as replacement, so the process is effectively abs
 **Model.** A network predicts ``p_theta(x_start | x_t)``; the reverse step to any earlier time
 ``s`` is ``p(x_s | x_t) = sum_x0 q(x_s | x_t, x0) p_theta(x0 | x_t)``. The same formula with a
 one-hot ``x0`` is the true posterior, and ``s`` may be any time before ``t`` (strided jumps for
-fast sampling and scoring). Everything is computed in log space, with ``LOG_ZERO`` standing
-for the log of an impossible event so that no ``-inf - -inf`` ever appears.
+fast sampling and scoring). Training and the general posterior work in log space, with
+``LOG_ZERO`` standing for the log of an impossible event so that no ``-inf - -inf`` ever
+appears; the sampler and the scorer's bound take the same reverse step in probability space
+(:meth:`MaskReplaceDiffusion.reverse_step_probs`, fewer passes over the ``K``-way rows), whose
+logs are floored at ``LOG_ZERO`` likewise.
 
 **Units.** Every loss, KL and bound returned here is in **nats per frame** (summed over the
 frame's tokens); divide by ``num_tokens * ln 2`` for bits per token (:func:`nats_to_bits_per_token`).
