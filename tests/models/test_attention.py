@@ -9,7 +9,7 @@ from diffusion_reward.models.video.layers import Attention, batched_attention
 
 @pytest.mark.parametrize("keys", [16, 32])
 @pytest.mark.parametrize("with_bias", [False, True])
-def testbatched_attention_equals_scaled_dot_product_attention(keys, with_bias):
+def test_batched_attention_equals_scaled_dot_product_attention(keys, with_bias):
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(3, 4, 16, 8, generator=gen)
     k, v = torch.randn(3, 4, keys, 8, generator=gen), torch.randn(3, 4, keys, 8, generator=gen)
