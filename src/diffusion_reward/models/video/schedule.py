@@ -279,7 +279,7 @@ class MaskReplaceDiffusion(nn.Module):
         r_s (sum_{j != v} p_j + c p_v)`` (each up to a per-token factor that normalisation
         removes; ``a, r, m`` are the keep, per-code replace and mask probabilities of the jumps
         ``0 -> s`` (index ``s``), ``s -> t`` (``st``) and ``0 -> t`` (``t``), floored at
-        ``exp(LOG_ZERO)`` as in the log tables). Five passes over the ``(..., K)`` rows instead of the
+        ``exp(LOG_ZERO)`` as in the log tables). About six passes over the ``(..., K)`` rows instead of the
         log-space version's dozen or so; the sum over ``j != v`` is taken with ``p_v`` zeroed, so
         it keeps its precision when ``p_v`` is close to 1. Returns normalised ``(..., K+1)`` rows.
         """
