@@ -17,7 +17,8 @@ For each VQ-Diffusion preset, fp32 vs bf16 autocast:
 ``depth=4,heads=2``; ``base`` is the preset itself): architecture choices priced side by side,
 with their parameter counts (speed does not depend on the weights, so they are freshly
 initialised). Every line carries ``ratio``: throughput relative to the same preset's first
-variant and precision of the same kind (with cache for ``sample``), all measured in this run. Codebook 1024, 8x8 tokens, 2
+variant and precision of the same kind (with cache for ``sample``), all measured in this run.
+Codebook 1024, 8x8 tokens, 2
 condition frames: the paper's shapes. Timings are medians over ``--repeats`` after one warm-up.
 """
 
@@ -62,8 +63,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"], help="VQ-Diffusion presets")
     parser.add_argument("--variants", nargs="+", default=["base"],
                         help="field overrides of each preset to compare, e.g. base heads=2 depth=4,heads=2")
-    parser.add_argument("--kinds", nargs="+", choices=["train", "sample", "bound"], default=["train", "sample", "bound"],
-                        help="what to time")
+    kinds = ["train", "sample", "bound"]
+    parser.add_argument("--kinds", nargs="+", choices=kinds, default=kinds, help="what to time")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--batch-size", type=int, default=32, help="windows per training step")
     parser.add_argument("--score-batch", type=int, default=64, help="windows sampled/scored as one batch")

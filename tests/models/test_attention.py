@@ -14,8 +14,8 @@ def test_batched_attention_equals_scaled_dot_product_attention(keys, with_bias):
     q = torch.randn(3, 4, 16, 8, generator=gen)
     k, v = torch.randn(3, 4, keys, 8, generator=gen), torch.randn(3, 4, keys, 8, generator=gen)
     bias = torch.randn(1, 4, 16, keys, generator=gen) if with_bias else None
-    torch.testing.assert_close(batched_attention(q, k, v, bias), F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
-                               rtol=1e-5, atol=1e-5)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    torch.testing.assert_close(batched_attention(q, k, v, bias), want, rtol=1e-5, atol=1e-5)
 
 
 def test_bf16_inference_path_matches_the_training_path():
