@@ -18,8 +18,7 @@ For each VQ-Diffusion preset, fp32 vs bf16 autocast:
 with their parameter counts (speed does not depend on the weights, so they are freshly
 initialised). Every line carries ``ratio``: throughput relative to the same preset's first
 variant and precision of the same kind (with cache for ``sample``), all measured in this run.
-Codebook 1024, 8x8 tokens, 2
-condition frames: the paper's shapes. Timings are medians over ``--repeats`` after one warm-up.
+Codebook 1024, 8x8 tokens, 2 condition frames: the paper's shapes. Timings are medians over ``--repeats`` after one warm-up.
 """
 
 from __future__ import annotations
