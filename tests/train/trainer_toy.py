@@ -92,7 +92,8 @@ class ToyTask(TrainTask):
 
 def toy_config(run_dir, **kw) -> TrainerConfig:
     base = dict(run_dir=str(run_dir), steps=10, batch_size=8, seed=3, device="cpu", threads=1, log_every=2,
-                checkpoint_every=3, keep_checkpoints=2, ema_decay=0.9, tensorboard=False, progress=False)
+                checkpoint_every=3, keep_checkpoints=2, ema_decay=0.9, tensorboard=False, progress=False,
+                bf16=False)  # float32: DDP and one process must agree to 1e-5 on CPUs where bf16 is auto-on
     base.update(kw)
     return TrainerConfig(**base)
 
