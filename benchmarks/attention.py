@@ -22,24 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from diffusion_reward.models.video.layers import batched_attention
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+from timing import median_seconds
 
 
 def main() -> None:
@@ -79,9 +67,9 @@ def main() -> None:
 
                     with torch.no_grad():
                         reference = sdpa().float()
-                        base = median_ms(sdpa, args.repeats)
+                        base = 1e3 * median_seconds(sdpa, args.repeats)
                         for name, fn in (("sdpa", sdpa), ("math", math), ("batched", batched)):
-                            ms = base if name == "sdpa" else median_ms(fn, args.repeats)
+                            ms = base if name == "sdpa" else 1e3 * median_seconds(fn, args.repeats)
                             diff = float((fn().float() - reference).abs().max())
                             print(json.dumps({"benchmark": "attention", "torch": torch.__version__, "threads": threads,
                                               "precision": precision, "heads": heads, "head_dim": head_dim,

@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from typing import Callable
 
 import numpy as np
 import torch
@@ -43,16 +40,7 @@ from diffusion_reward.rewards.motion import MotionReward
 from diffusion_reward.rewards.rnd import PRESETS as RND_PRESETS, RNDReward
 from diffusion_reward.rewards.viper import ViperConfig, ViperReward
 from diffusion_reward.utils.device import bf16_is_fast, resolve_device
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def matmul_peak(device: torch.device, bf16: bool, size: int = 2048, repeats: int = 5) -> float:

@@ -18,30 +18,20 @@ For each VQ-Diffusion preset, fp32 vs bf16 autocast:
 with their parameter counts (speed does not depend on the weights, so they are freshly
 initialised). Every line carries ``ratio``: throughput relative to the same preset's first
 variant and precision of the same kind (with cache for ``sample``), all measured in this run.
-Codebook 1024, 8x8 tokens, 2 condition frames: the paper's shapes. Timings are medians over ``--repeats`` after one warm-up.
+Codebook 1024, 8x8 tokens, 2 condition frames: the paper's shapes. Timings are medians over
+``--repeats`` after one warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
 from diffusion_reward.models.video.vqdiffusion import build
 from diffusion_reward.utils.device import autocast, resolve_device
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def parse_variant(text: str) -> dict[str, int | str | bool]:
