@@ -143,6 +143,55 @@ def test_probability_space_reverse_step_matches_the_log_space_one(codes, steps):
         d.reverse_step_probs(log_p0, x_t, 3, -1)
 
 
+def _step_inputs(codes, seed=5):
+    """Logits for masked, kept and replaced tokens, vague to near-certain (p within 1e-9 of 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    x_t = torch.randint(0, codes + 1, (3, 48), generator=gen)
+    x_t[:, :16] = codes
+    logits = torch.randn(3, 48, codes, generator=gen) * torch.tensor([0.5, 3.0, 30.0])[:, None, None]
+    logits[2, :, :].scatter_(-1, x_t[2].clamp_max(codes - 1)[:, None], 60.0)
+    return x_t, logits, gen
+
+
+@pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
+def test_compact_reverse_step_scores_like_the_full_rows(codes, steps):
+    """The sampler's step without (B, N, K+1) rows: the same KL to the true posterior as the full
+    rows of reverse_step_probs, for any clean value (x_t's own code included), and the same argmax."""
+    d = MaskReplaceDiffusion(codes, steps, **(SCHEDULE if codes == K else {}))
+    x_t, logits, gen = _step_inputs(codes)
+    times = d.strided_times(10 if steps == 100 else 2)
+    for t, s in list(zip(times[:-1], times[1:])) + [(1, 0)]:
+        full = d.reverse_step_probs(logits.log_softmax(-1), x_t, t, s)
+        greedy, step = d.draw_reverse_step(logits.to(torch.bfloat16).float(), x_t, t, s, gumbel=False)
+        full_bf = d.reverse_step_probs(logits.to(torch.bfloat16).float().log_softmax(-1), x_t, t, s)
+        assert (full_bf.gather(-1, greedy.unsqueeze(-1)).squeeze(-1) >= full_bf.amax(-1) * (1 - 1e-5)).all()
+        _, step = d.draw_reverse_step(logits, x_t, t, s, generator=gen)
+        log_full = full.log().clamp_min(LOG_ZERO)
+        for x0 in (torch.randint(0, codes, x_t.shape, generator=gen), x_t.clamp_max(codes - 1)):
+            want = d.true_posterior_kl(log_full, x0, x_t, t, s)
+            torch.testing.assert_close(d.reverse_step_kl(step, x0), want, rtol=1e-3, atol=2e-4)
+    with pytest.raises(ValueError):
+        d.draw_reverse_step(logits, x_t, 3, -1)
+
+
+def test_compact_reverse_step_draws_from_the_full_rows():
+    """Many draws of one step, per token, against the rows of reverse_step_probs (one generator per
+    window: the same windows drawn alone or in a batch get the same values)."""
+    codes, steps, n = 6, 10, 40_000
+    d = MaskReplaceDiffusion(codes, steps, **SCHEDULE)
+    x_t = torch.tensor([[codes, 0, 3, codes]])
+    logits = torch.tensor([[[2.0, 0, 0, -1, 1, 0], [3.0, 0, 1, 0, 0, 0], [0.0, 1, 2, 0, -2, 0],
+                            [0.0, 0, 0, 0, 0, 5]]])
+    for t, s in ((9, 5), (4, 2), (1, 0)):
+        want = d.reverse_step_probs(logits.log_softmax(-1), x_t, t, s)[0]
+        gens = [torch.Generator().manual_seed(i) for i in range(n)]
+        draws, _ = d.draw_reverse_step(logits.expand(n, -1, -1), x_t.expand(n, -1), t, s, generator=gens)
+        freq = torch.stack([torch.bincount(draws[:, j], minlength=codes + 1) for j in range(4)]).double() / n
+        np.testing.assert_allclose(freq.numpy(), want.double().numpy(), atol=1.2e-2)
+        alone, _ = d.draw_reverse_step(logits, x_t, t, s, generator=[torch.Generator().manual_seed(7)])
+        assert torch.equal(alone[0], draws[7])
+
+
 @pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
 def test_closed_form_kl_to_the_true_posterior_matches_the_generic_one(codes, steps):
     d = MaskReplaceDiffusion(codes, steps, **(SCHEDULE if codes == K else {}))

@@ -271,3 +271,23 @@ def test_presets_are_valid_configs():
         build("huge")
     with pytest.raises(ValueError):
         build("tiny", depth=0)
+
+
+def test_bf16_inference_follows_the_weights_and_matches_fp32():
+    """amp=True on a CPU runs a cached bf16 copy of the network: it must give the fp32 bound up to
+    bf16 rounding, pick up changed weights (an optimiser step), and never become part of the model."""
+    model = tiny().eval()
+    cond, target = window(4, seed=2)
+
+    def bounds(amp):
+        return model.log_likelihood_bound(cond, target, generator=torch.Generator().manual_seed(0), amp=amp)
+
+    before = bounds(False)
+    torch.testing.assert_close(bounds(True), before, rtol=1e-3, atol=0.3)
+    with torch.no_grad():  # an in-place update, as an optimiser makes
+        model.head.weight.mul_(3.0)
+    after = bounds(False)
+    assert (after - before).abs().min() > 2  # the update changed the model ...
+    torch.testing.assert_close(bounds(True), after, rtol=1e-3, atol=0.3)  # ... and the bf16 copy followed
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not any("bf16" in name for name in model.state_dict())

@@ -30,6 +30,7 @@ frame's tokens); divide by ``num_tokens * ln 2`` for bits per token (:func:`nats
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Sequence
 
@@ -41,7 +42,8 @@ LOG_ZERO = -70.0
 """Stand-in for ``log 0``: ``exp(-70) ~ 4e-31``, far below any probability the schedule uses."""
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``predict(x_t (B, N) long, t (B,) long) -> log p_theta(x_start | x_t)``, float ``(B, N, K)``."""
+"""``predict(x_t (B, N) long, t (B,) long) -> log p_theta(x_start | x_t)``, float ``(B, N, K)``; the
+sampler (:meth:`MaskReplaceDiffusion.sample`) also takes unnormalised logits, in any float dtype."""
 
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
@@ -95,18 +97,31 @@ def sample_categorical(log_probs: torch.Tensor, generator: Generators = None, gu
     return _invert_cdf((log_probs - log_probs.amax(-1, keepdim=True)).exp_().cumsum_(-1), generator)
 
 
-def sample_probabilities(probs: torch.Tensor, generator: Generators = None, gumbel: bool = True) -> torch.Tensor:
-    """:func:`sample_categorical` for rows of non-negative probabilities (normalised or not)."""
-    if not gumbel:
-        return probs.argmax(-1)
-    return _invert_cdf(probs.float().cumsum(-1), generator)
-
-
 def _invert_cdf(cdf: torch.Tensor, generator: Generators) -> torch.Tensor:
-    u = uniform(tuple(cdf.shape[:-1]) + (1,), generator, cdf.device)
+    return _invert_cdf_with(cdf, uniform(tuple(cdf.shape[:-1]) + (1,), generator, cdf.device))
+
+
+def _invert_cdf_with(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The index each row's uniform number ``u`` (..., 1) falls at in the row's cumulative sums."""
     # scaled just below the total so that rounding can never select past the last non-zero entry
     target = u * (cdf[..., -1:] * (1.0 - 1e-6))
     return torch.searchsorted(cdf, target, right=True).squeeze(-1)
+
+
+@dataclasses.dataclass
+class ReverseStep:
+    """One reverse step taken by :meth:`MaskReplaceDiffusion.draw_reverse_step`, kept for the bound:
+    the step's log-probability at code ``j`` other than x_t's is ``log_rows_j - log_norm``; per-token
+    tensors are (B, N), ``log_rows`` (B, N, K)."""
+
+    x_t: torch.Tensor
+    t: int
+    s: int
+    log_rows: torch.Tensor
+    log_norm: torch.Tensor
+    log_p_v: torch.Tensor
+    log_p_mask: torch.Tensor
+    sum_codes: torch.Tensor
 
 
 class MaskReplaceDiffusion(nn.Module):
@@ -287,11 +302,7 @@ class MaskReplaceDiffusion(nn.Module):
         if s < 0:
             raise ValueError(f"reverse_step_probs needs s >= 0, got {s}")
         K = self.num_classes
-
-        def jump(a: int, b: int) -> tuple[float, float, float]:
-            return tuple(float(table[a + 1, b + 1].double().exp()) for table in (self.log_keep, self.log_replace,
-                                                                                 self.log_mask))
-
+        jump = self._jump_probs
         a_s, r_s, m_s = jump(-1, s)
         a_st, r_st, m_st = jump(s, t)
         a_t, r_t, _ = jump(-1, t)
@@ -311,6 +322,86 @@ class MaskReplaceDiffusion(nn.Module):
         codes.scatter_(-1, code, torch.where(is_mask, codes.gather(-1, code), own))
         out[..., K:] = torch.where(is_mask, m_s, 0.0)
         return out.div_(out.sum(-1, keepdim=True))
+
+    def _jump_probs(self, a: int, b: int) -> tuple[float, float, float]:
+        """(keep, per-code replace, mask) probabilities of the jump from time ``a`` to ``b`` (floored
+        at ``exp(LOG_ZERO)`` as in the log tables), as Python floats."""
+        return tuple(float(table[a + 1, b + 1].double().exp()) for table in (self.log_keep, self.log_replace,
+                                                                             self.log_mask))
+
+    def draw_reverse_step(self, logits: torch.Tensor, x_t: torch.Tensor, t: int, s: int,
+                          generator: Generators = None, gumbel: bool = True) -> tuple[torch.Tensor, "ReverseStep"]:
+        """Draw ``x_s ~ p(x_s | x_t)`` for one pair of times ``0 <= s < t`` (Python ints) without forming
+        the ``(B, N, K+1)`` rows of :meth:`reverse_step_probs`: ``(x_s (B, N), ReverseStep)``.
+
+        ``logits`` (B, N, K) are the network's ``log p_theta(x_start | x_t)`` up to a per-token constant.
+        Per token the reverse step is ``(A p_j + F) / Z`` at every code ``j`` other than x_t's own
+        (``p`` the network's distribution with x_t's code zeroed), a value ``P_v / Z`` at x_t's code
+        and ``P_m / Z`` at the mask (the scalars of :meth:`reverse_step_probs`). So it is a mixture:
+        the network's distribution without x_t's code (weight ``A sum p``), uniform over the codes
+        (``K F``), x_t's code itself (``P_v - F``) and the mask (``P_m``); a draw picks a component
+        with one uniform number and, for the network's, inverts the CDF of that token's row. The
+        returned :class:`ReverseStep` keeps what the bound needs later (one sum of logs over the row,
+        taken now; the logged rows, made in place of ``p``, for the value at the final sample). About
+        five passes over the ``K``-way rows and no new row-sized tensor after the softmax, against about
+        eleven passes and four such tensors for forming, sampling and logging the full rows.
+        ``gumbel=False`` takes the most probable value instead of drawing.
+        """
+        self._check_times(s, t)
+        if s < 0:
+            raise ValueError(f"draw_reverse_step needs s >= 0, got {s}")
+        K = self.num_classes
+        a_s, r_s, m_s = self._jump_probs(-1, s)
+        a_st, r_st, m_st = self._jump_probs(s, t)
+        a_t, r_t, _ = self._jump_probs(-1, t)
+        c = r_t / (a_t + r_t)
+        is_mask = x_t == K
+        code = x_t.clamp_max(K - 1).unsqueeze(-1)
+        probs = torch.softmax(logits, -1, dtype=torch.float32)
+        p_v = probs.gather(-1, code).squeeze(-1)
+        probs.scatter_(-1, code, torch.where(is_mask, p_v, 0.0).unsqueeze(-1))  # observed codes: p_v out
+        rest = probs.sum(-1)
+        base = r_s * (rest + c * p_v)
+        scale = torch.where(is_mask, m_st * a_s, a_s)
+        floor = torch.where(is_mask, m_st * r_s, base).clamp_min(math.exp(LOG_ZERO))
+        own = torch.where(is_mask, 0.0, (a_st + r_st) / r_st * (a_s * c * p_v + base))
+        extra = torch.where(is_mask, 0.0, own - floor).clamp_min(0.0)
+        mask_w = torch.where(is_mask, m_s, 0.0)
+        w_net, w_uniform = scale * rest, K * floor
+        norm = w_net + w_uniform + extra + mask_w
+        if gumbel:
+            u = uniform(tuple(x_t.shape) + (3,), generator, x_t.device)
+            target = u[..., 0] * norm * (1.0 - 1e-6)
+            x_s = torch.where(target < w_net + w_uniform + extra, x_t, torch.full_like(x_t, K))
+            x_s = torch.where(target < w_net + w_uniform, (u[..., 1] * K).long().clamp_max(K - 1), x_s)
+            net = target < w_net
+            if bool(net.any()):
+                cdf = probs[net].cumsum(-1)
+                x_s[net] = _invert_cdf_with(cdf, u[..., 2][net].unsqueeze(-1))
+        else:
+            best = probs.argmax(-1)
+            best_value = scale * probs.gather(-1, best.unsqueeze(-1)).squeeze(-1) + floor
+            x_s = torch.where(best_value >= own, best, x_t)
+            x_s = torch.where(mask_w > torch.maximum(best_value, own), torch.full_like(x_t, K), x_s)
+        log_norm = norm.log()
+        # in place (no new (B, N, K) tensor): log(A p_j + F) at every code, x_t's own entry being log F
+        log_rows = probs.mul_(scale.unsqueeze(-1)).add_(floor.unsqueeze(-1)).log_()
+        # sum over the K codes of log((A p_j + F) / Z), with x_t's own entry corrected to P_v
+        sum_codes = log_rows.sum(-1) + torch.where(is_mask, 0.0, _log(own) - floor.log()) - K * log_norm
+        step = ReverseStep(x_t=x_t, t=t, s=s, log_rows=log_rows, log_norm=log_norm,
+                           log_p_v=torch.where(is_mask, LOG_ZERO, _log(own) - log_norm).clamp_min(LOG_ZERO),
+                           log_p_mask=(_log(mask_w) - log_norm).clamp_min(LOG_ZERO), sum_codes=sum_codes)
+        return x_s, step
+
+    def reverse_step_kl(self, step: "ReverseStep", x_start: torch.Tensor) -> torch.Tensor:
+        """``KL(q(x_s | x_t, x_start) || p(x_s | x_t))`` per token (B, N) for a step taken by
+        :meth:`draw_reverse_step`: :meth:`true_posterior_kl` without the full rows."""
+        K = self.num_classes
+        at_v = (step.x_t != K) & (x_start == step.x_t)
+        log_p_i = (step.log_rows.gather(-1, x_start.unsqueeze(-1)).squeeze(-1) - step.log_norm).clamp_min(LOG_ZERO)
+        log_p_i = torch.where(at_v, step.log_p_v, log_p_i)
+        return self._posterior_kl(x_start, step.x_t, step.t, step.s, log_p_i, step.log_p_v, step.log_p_mask,
+                                  step.sum_codes)
 
     def _likelihood_base(self, is_mask: torch.Tensor, s: torch.Tensor | int, t: torch.Tensor | int) -> torch.Tensor:
         """``log q(x_t | x_s = j)`` for a code ``j`` other than x_t's own, per token (B, N)."""
@@ -333,9 +424,19 @@ class MaskReplaceDiffusion(nn.Module):
         ``categorical_kl(posterior_log_probs(one_hot), log_model)``, at a fraction of the work.
         """
         K = self.num_classes
+        code_v = x_t.clamp_max(K - 1)
+        log_p_i = log_model.gather(-1, x_start.unsqueeze(-1)).squeeze(-1)
+        log_p_v = log_model.gather(-1, code_v.unsqueeze(-1)).squeeze(-1)
+        return self._posterior_kl(x_start, x_t, t, s, log_p_i, log_p_v, log_model[..., K], log_model[..., :K].sum(-1))
+
+    def _posterior_kl(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int, s: torch.Tensor | int,
+                      log_p_i: torch.Tensor, log_p_v: torch.Tensor, log_p_mask: torch.Tensor,
+                      sum_codes: torch.Tensor) -> torch.Tensor:
+        """:meth:`true_posterior_kl` from what it needs of the model's row, per token (B, N): its
+        log-probability at ``x_start``, at x_t's code, at the mask, and its sum over the ``K`` codes."""
+        K = self.num_classes
         i, v = x_start, x_t
         is_mask = v == K
-        code_v = v.clamp_max(K - 1)
         same = (i == v)
 
         def coef(table, a, b):
@@ -359,11 +460,7 @@ class MaskReplaceDiffusion(nn.Module):
         log_q_rest = rep_0s + lik_other - log_norm     # every remaining code
         has_v = ~is_mask & ~same
         n_rest = K - 1 - has_v.long()
-
-        log_p_i = log_model.gather(-1, i.unsqueeze(-1)).squeeze(-1)
-        log_p_v = log_model.gather(-1, code_v.unsqueeze(-1)).squeeze(-1)
-        log_p_mask = log_model[..., K]
-        sum_rest = log_model[..., :K].sum(-1) - log_p_i - torch.where(has_v, log_p_v, 0.0)
+        sum_rest = sum_codes - log_p_i - torch.where(has_v, log_p_v, 0.0)
 
         def term(log_q, log_p):
             return log_q.exp() * (log_q - log_p)
@@ -460,26 +557,19 @@ class MaskReplaceDiffusion(nn.Module):
         batch, n = shape
         times = self.strided_times(stride)
         x_t = torch.full((batch, n), K, dtype=torch.long, device=device)
-        chain: list[tuple[torch.Tensor, int, int, torch.Tensor]] = []
-        for i, t in enumerate(times):
-            s = times[i + 1] if i + 1 < len(times) else -1
+        chain: list[ReverseStep] = []
+        for t in times[:-1]:
+            s = times[len(chain) + 1]
             t_vec = torch.full((batch,), t, device=device, dtype=torch.long)
-            log_pred = predict(x_t, t_vec).float()
-            if s == -1:
-                log_step = log_pred
-                x_next = sample_categorical(log_pred, generator, gumbel)
-            else:
-                probs = self.reverse_step_probs(log_pred, x_t, t, s)
-                x_next = sample_probabilities(probs, generator, gumbel)
-                log_step = probs.log_().clamp_min_(LOG_ZERO)
-            chain.append((x_t, t, s, log_step))
-            x_t = x_next
-        x_start = x_t
+            x_t, step = self.draw_reverse_step(predict(x_t, t_vec), x_t, t, s, generator, gumbel)
+            chain.append(step)
+        t_vec = torch.full((batch,), times[-1], device=device, dtype=torch.long)
+        log_pred = predict(x_t, t_vec).float().log_softmax(-1)
+        x_start = sample_categorical(log_pred, generator, gumbel)
         total = -self.prior_kl(x_start)
-        for x_prev, t, s, log_step in chain[:-1]:
-            total = total - self.true_posterior_kl(log_step, x_start, x_prev, t, s).sum(1)
-        total = total + chain[-1][3].gather(-1, x_start.unsqueeze(-1)).squeeze(-1).sum(1)
-        return x_start, total
+        for step in chain:
+            total = total - self.reverse_step_kl(step, x_start).sum(1)
+        return x_start, total + log_pred.gather(-1, x_start.unsqueeze(-1)).squeeze(-1).sum(1)
 
 
 class TimestepSampler(nn.Module):

@@ -19,7 +19,8 @@ the network find "the same place" directly instead of through two unrelated posi
 Inference. The condition's cross-attention keys and values depend only on the condition, so
 :meth:`VQDiffusion.encode_condition` computes them once per window and every denoising step
 reuses them (exactly: the same tensors, not an approximation). Many windows go through as one
-batch; ``amp=True`` runs the network under bf16 autocast (the diffusion arithmetic stays fp32).
+batch; ``amp=True`` runs the network in bf16 (autocast on a GPU; on a CPU a cached copy with bf16
+weights, which skips autocast's per-call casts), the diffusion arithmetic staying fp32.
 
 The diffusion process itself (schedule, posteriors, bound, sampler) lives in
 :mod:`diffusion_reward.models.video.schedule`; all bounds are in nats per frame.
@@ -129,7 +130,8 @@ class ConvMLP(nn.Module):
         h = self.conv1(x.transpose(1, 2).reshape(b, c, self.grid, self.grid))
         if self.depthwise is not None:
             h = self.depthwise(h)
-        h = self.conv2(F.gelu(h, approximate="tanh"))
+        # exact GELU: 4x faster than the tanh approximation on CPU (measured), equal within bf16 rounding
+        h = self.conv2(F.gelu(h))
         return h.flatten(2).transpose(1, 2)
 
 
@@ -266,13 +268,37 @@ class VQDiffusion(VideoModelArtefact):
             x = block(x, time_emb, kv)
         return self.head(self.norm(x))
 
-    def _predictor(self, cond: torch.Tensor | ConditionCache, amp: bool):
+    def _inference_network(self, amp: bool) -> tuple["VQDiffusion", bool]:
+        """The network to run inference with and whether to autocast it: with ``amp`` on a CPU, a
+        copy whose network weights are bf16 (cached until a weight changes), run without autocast.
+
+        Autocast keeps the residual stream in fp32 and casts every sublayer's input and weights to
+        bf16 on each call; on a CPU those casts cost more than the matmuls at these sizes (measured
+        with the small preset: the sampler 1.35 s -> 1.10 s for 64 windows). The diffusion
+        arithmetic stays fp32 either way.
+        """
+        if not amp or self.head.weight.device.type != "cpu":
+            return self, amp
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        cached = self.__dict__.get("_bf16_copy")
+        if cached is None or cached[0] != key:
+            copy = VQDiffusion(self.config)
+            copy.load_state_dict(self.state_dict())
+            for part in (copy.condition, copy.code, copy.position, copy.time, copy.blocks, copy.norm, copy.head):
+                part.to(torch.bfloat16)
+            copy.eval().requires_grad_(False)
+            self.__dict__["_bf16_copy"] = cached = (key, copy)  # not a submodule: never saved or trained
+        return cached[1], False
+
+    def _predictor(self, cond: torch.Tensor | ConditionCache, amp: bool, normalize: bool = True):
+        """``predict(x_t, t)`` for the diffusion process: fp32 log-probabilities, or with
+        ``normalize=False`` the raw logits in the network's dtype (the sampler normalises them itself)."""
         device = self.head.weight.device
 
         def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with autocast(device, amp):
                 logits = self(x_t, t, cond)
-            return logits.float().log_softmax(-1)
+            return logits.float().log_softmax(-1) if normalize else logits
 
         return predict
 
@@ -314,12 +340,13 @@ class VQDiffusion(VideoModelArtefact):
         ``use_cache=False`` re-encodes the condition at every step (same result, slower).
         """
         cond_tokens = cond_tokens.to(self.head.weight.device)
+        net, amp = self._inference_network(amp)
         with autocast(cond_tokens.device, amp):
-            cond = self.encode_condition(cond_tokens) if use_cache else cond_tokens
+            cond = net.encode_condition(cond_tokens) if use_cache else cond_tokens
         self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
         b, g = cond_tokens.shape[0], self.config.grid
-        tokens, elbo = self.diffusion.sample(self._predictor(cond, amp), (b, g * g), cond_tokens.device,
-                                             stride, generator, gumbel)
+        predict = net._predictor(cond, amp, normalize=False)
+        tokens, elbo = self.diffusion.sample(predict, (b, g * g), cond_tokens.device, stride, generator, gumbel)
         return tokens.view(b, g, g), elbo
 
     @torch.no_grad()
@@ -341,10 +368,11 @@ class VQDiffusion(VideoModelArtefact):
         self.check_tokens(target_tokens, "target_tokens", None)
         if target_tokens.shape[0] != cond_tokens.shape[0]:
             raise ValueError(f"{cond_tokens.shape[0]} conditions but {target_tokens.shape[0]} targets")
+        net, amp = self._inference_network(amp)
         with autocast(device, amp):
-            cond = self.encode_condition(cond_tokens) if use_cache else cond_tokens
+            cond = net.encode_condition(cond_tokens) if use_cache else cond_tokens
         self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
-        return self.diffusion.bound(self._predictor(cond, amp), target_tokens.flatten(1), stride, generator)
+        return self.diffusion.bound(net._predictor(cond, amp), target_tokens.flatten(1), stride, generator)
 
 
 def build(preset: Literal["tiny", "small", "paper"] | str = "small", **overrides) -> VQDiffusion:
