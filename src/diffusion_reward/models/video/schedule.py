@@ -20,9 +20,10 @@ is spread over the ``K`` codes as replacement, so the process is effectively abs
 one-hot ``x0`` is the true posterior, and ``s`` may be any time before ``t`` (strided jumps for
 fast sampling and scoring). Training and the general posterior work in log space, with
 ``LOG_ZERO`` standing for the log of an impossible event so that no ``-inf - -inf`` ever
-appears; the sampler and the scorer's bound take the same reverse step in probability space
+appears; the scorer's bound takes the same reverse step in probability space
 (:meth:`MaskReplaceDiffusion.reverse_step_probs`, fewer passes over the ``K``-way rows), whose
-logs are floored at ``LOG_ZERO`` likewise.
+logs are floored at ``LOG_ZERO`` likewise, and the sampler never forms the rows at all: each step
+is a four-part mixture drawn and scored per token (:meth:`MaskReplaceDiffusion.draw_reverse_step`).
 
 **Units.** Every loss, KL and bound returned here is in **nats per frame** (summed over the
 frame's tokens); divide by ``num_tokens * ln 2`` for bits per token (:func:`nats_to_bits_per_token`).
@@ -330,7 +331,8 @@ class MaskReplaceDiffusion(nn.Module):
                                                                              self.log_mask))
 
     def draw_reverse_step(self, logits: torch.Tensor, x_t: torch.Tensor, t: int, s: int,
-                          generator: Generators = None, gumbel: bool = True) -> tuple[torch.Tensor, "ReverseStep"]:
+                          generator: Generators = None, gumbel: bool = True,
+                          draw: bool = True) -> tuple[torch.Tensor | None, "ReverseStep"]:
         """Draw ``x_s ~ p(x_s | x_t)`` for one pair of times ``0 <= s < t`` (Python ints) without forming
         the ``(B, N, K+1)`` rows of :meth:`reverse_step_probs`: ``(x_s (B, N), ReverseStep)``.
 
@@ -345,7 +347,8 @@ class MaskReplaceDiffusion(nn.Module):
         taken now; the logged rows, made in place of ``p``, for the value at the final sample). About
         five passes over the ``K``-way rows and no new row-sized tensor after the softmax, against about
         eleven passes and four such tensors for forming, sampling and logging the full rows.
-        ``gumbel=False`` takes the most probable value instead of drawing.
+        ``gumbel=False`` takes the most probable value instead of drawing; ``draw=False`` only
+        scores (returns ``None`` for ``x_s``), as the likelihood bound needs.
         """
         self._check_times(s, t)
         if s < 0:
@@ -369,7 +372,9 @@ class MaskReplaceDiffusion(nn.Module):
         mask_w = torch.where(is_mask, m_s, 0.0)
         w_net, w_uniform = scale * rest, K * floor
         norm = w_net + w_uniform + extra + mask_w
-        if gumbel:
+        if not draw:
+            x_s = None
+        elif gumbel:
             u = uniform(tuple(x_t.shape) + (3,), generator, x_t.device)
             target = u[..., 0] * norm * (1.0 - 1e-6)
             x_s = torch.where(target < w_net + w_uniform + extra, x_t, torch.full_like(x_t, K))
@@ -499,9 +504,9 @@ class MaskReplaceDiffusion(nn.Module):
         """
         nll = -log_x_start_pred.float().gather(-1, x_start.unsqueeze(-1)).squeeze(-1)
         if isinstance(s, int) and isinstance(t, int) and s >= 0 and not torch.is_grad_enabled():
-            # the scorer's strided bound: the probability-space reverse step (same rows, fewer passes)
-            log_model = self.reverse_step_probs(log_x_start_pred, x_t, t, s).log_().clamp_min_(LOG_ZERO)
-            return self.true_posterior_kl(log_model, x_start, x_t, t, s).sum(1)
+            # the scorer's strided bound: the sampler's compact reverse step (same values, no full rows)
+            _, step = self.draw_reverse_step(log_x_start_pred, x_t, t, s, draw=False)
+            return self.reverse_step_kl(step, x_start).sum(1)
         s_tensor = torch.as_tensor(s, device=x_t.device)
         if bool((s_tensor == -1).all()):
             return nll.flatten(1).sum(1)
