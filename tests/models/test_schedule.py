@@ -118,16 +118,22 @@ def test_posteriors_one_step_and_strided_match_bayes(diffusion, s, t):
         assert abs(got[v].sum() - 1) < 1e-5
 
 
+def _step_inputs(codes, seed=5):
+    """Logits for masked, kept and replaced tokens, vague to near-certain (p within 1e-9 of 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    x_t = torch.randint(0, codes + 1, (3, 48), generator=gen)
+    x_t[:, :16] = codes
+    logits = torch.randn(3, 48, codes, generator=gen) * torch.tensor([0.5, 3.0, 30.0])[:, None, None]
+    logits[2, :, :].scatter_(-1, x_t[2].clamp_max(codes - 1)[:, None], 60.0)
+    return x_t, logits, gen
+
+
 @pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
 def test_probability_space_reverse_step_matches_the_log_space_one(codes, steps):
     """The sampler's fast path: same rows as posterior_log_probs, for confident and vague predictions,
     masked, kept and replaced tokens, at the strided sampler's times and at single steps."""
     d = MaskReplaceDiffusion(codes, steps, **(SCHEDULE if codes == K else {}))
-    gen = torch.Generator().manual_seed(5)
-    x_t = torch.randint(0, codes + 1, (3, 48), generator=gen)
-    x_t[:, :16] = codes
-    logits = torch.randn(3, 48, codes, generator=gen) * torch.tensor([0.5, 3.0, 30.0])[:, None, None]
-    logits[2, :, :].scatter_(-1, x_t[2].clamp_max(codes - 1)[:, None], 60.0)  # p(x_t's code) within 1e-9 of 1
+    x_t, logits, _ = _step_inputs(codes)
     log_p0 = logits.log_softmax(-1)
     times = d.strided_times(10 if steps == 100 else 2)
     pairs = list(zip(times[:-1], times[1:])) + [(1, 0), (steps - 1, steps - 2)]
@@ -143,16 +149,6 @@ def test_probability_space_reverse_step_matches_the_log_space_one(codes, steps):
         d.reverse_step_probs(log_p0, x_t, 3, -1)
 
 
-def _step_inputs(codes, seed=5):
-    """Logits for masked, kept and replaced tokens, vague to near-certain (p within 1e-9 of 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    x_t = torch.randint(0, codes + 1, (3, 48), generator=gen)
-    x_t[:, :16] = codes
-    logits = torch.randn(3, 48, codes, generator=gen) * torch.tensor([0.5, 3.0, 30.0])[:, None, None]
-    logits[2, :, :].scatter_(-1, x_t[2].clamp_max(codes - 1)[:, None], 60.0)
-    return x_t, logits, gen
-
-
 @pytest.mark.parametrize("codes,steps", [(K, T), (1024, 100)])
 def test_compact_reverse_step_scores_like_the_full_rows(codes, steps):
     """The sampler's step without (B, N, K+1) rows: the same KL to the true posterior as the full
@@ -162,7 +158,7 @@ def test_compact_reverse_step_scores_like_the_full_rows(codes, steps):
     times = d.strided_times(10 if steps == 100 else 2)
     for t, s in list(zip(times[:-1], times[1:])) + [(1, 0)]:
         full = d.reverse_step_probs(logits.log_softmax(-1), x_t, t, s)
-        greedy, step = d.draw_reverse_step(logits.to(torch.bfloat16).float(), x_t, t, s, gumbel=False)
+        greedy, _ = d.draw_reverse_step(logits.to(torch.bfloat16).float(), x_t, t, s, gumbel=False)
         full_bf = d.reverse_step_probs(logits.to(torch.bfloat16).float().log_softmax(-1), x_t, t, s)
         assert (full_bf.gather(-1, greedy.unsqueeze(-1)).squeeze(-1) >= full_bf.amax(-1) * (1 - 1e-5)).all()
         _, step = d.draw_reverse_step(logits, x_t, t, s, generator=gen)

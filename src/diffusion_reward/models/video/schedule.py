@@ -20,10 +20,10 @@ is spread over the ``K`` codes as replacement, so the process is effectively abs
 one-hot ``x0`` is the true posterior, and ``s`` may be any time before ``t`` (strided jumps for
 fast sampling and scoring). Training and the general posterior work in log space, with
 ``LOG_ZERO`` standing for the log of an impossible event so that no ``-inf - -inf`` ever
-appears; the scorer's bound takes the same reverse step in probability space
-(:meth:`MaskReplaceDiffusion.reverse_step_probs`, fewer passes over the ``K``-way rows), whose
-logs are floored at ``LOG_ZERO`` likewise, and the sampler never forms the rows at all: each step
-is a four-part mixture drawn and scored per token (:meth:`MaskReplaceDiffusion.draw_reverse_step`).
+appears. The sampler and the scorer's strided bound take the same reverse step in probability
+space without forming its rows: each step is a four-part mixture drawn and scored per token
+(:meth:`MaskReplaceDiffusion.draw_reverse_step`), its logs floored at ``LOG_ZERO`` likewise;
+:meth:`MaskReplaceDiffusion.reverse_step_probs` gives the full rows from the same weights.
 
 **Units.** Every loss, KL and bound returned here is in **nats per frame** (summed over the
 frame's tokens); divide by ``num_tokens * ln 2`` for bits per token (:func:`nats_to_bits_per_token`).
@@ -286,43 +286,56 @@ class MaskReplaceDiffusion(nn.Module):
 
     def reverse_step_probs(self, log_x_start: torch.Tensor, x_t: torch.Tensor, t: int, s: int) -> torch.Tensor:
         """``exp(posterior_log_probs(log_x_start, x_t, t, s))`` for one pair of times ``0 <= s < t``
-        (Python ints, as the sampler visits them), computed in probability space: the sampler's fast path.
-
-        With ``p = exp(log_x_start)`` the reverse step is affine in ``p`` for every code except
-        x_t's own: for a masked x_t, ``m_st (a_s p_j + r_s)`` at code ``j`` and ``m_s`` at the
-        mask; for an observed code ``v``, ``a_s p_j + B`` at ``j != v``, ``(a_st + r_st) / r_st
-        (a_s c p_v + B)`` at ``v`` and 0 at the mask, where ``c = r_t / (a_t + r_t)`` and ``B =
-        r_s (sum_{j != v} p_j + c p_v)`` (each up to a per-token factor that normalisation
-        removes; ``a, r, m`` are the keep, per-code replace and mask probabilities of the jumps
-        ``0 -> s`` (index ``s``), ``s -> t`` (``st``) and ``0 -> t`` (``t``), floored at
-        ``exp(LOG_ZERO)`` as in the log tables). About six passes over the ``(..., K)`` rows instead of the
-        log-space version's dozen or so; the sum over ``j != v`` is taken with ``p_v`` zeroed, so
-        it keeps its precision when ``p_v`` is close to 1. Returns normalised ``(..., K+1)`` rows.
+        (Python ints), computed in probability space from the per-token weights of
+        :meth:`_step_weights`: the full normalised ``(..., K+1)`` rows that
+        :meth:`draw_reverse_step` draws from and scores without forming.
         """
         self._check_times(s, t)
         if s < 0:
             raise ValueError(f"reverse_step_probs needs s >= 0, got {s}")
         K = self.num_classes
-        jump = self._jump_probs
-        a_s, r_s, m_s = jump(-1, s)
-        a_st, r_st, m_st = jump(s, t)
-        a_t, r_t, _ = jump(-1, t)
-        c = r_t / (a_t + r_t)
-        is_mask = (x_t == K).unsqueeze(-1)
-        code = x_t.clamp_max(K - 1).unsqueeze(-1)
-        probs = log_x_start.float().exp()
-        p_v = probs.gather(-1, code)
-        probs.scatter_(-1, code, torch.where(is_mask, p_v, 0.0))  # observed codes: p_v out of the sum below
-        rest = probs.sum(-1, keepdim=True)
-        base = r_s * (rest + c * p_v)
+        is_mask = x_t == K
+        probs = torch.softmax(log_x_start, -1, dtype=torch.float32)
+        scale, floor, own, mask_w, _ = self._step_weights(probs, x_t, t, s)
         out = torch.empty(probs.shape[:-1] + (K + 1,), device=probs.device)
         codes = out[..., :K]
-        torch.mul(probs, torch.where(is_mask, m_st * a_s, a_s), out=codes)
-        codes.add_(torch.where(is_mask, m_st * r_s, base))
-        own = (a_st + r_st) / r_st * (a_s * c * p_v + base)
-        codes.scatter_(-1, code, torch.where(is_mask, codes.gather(-1, code), own))
-        out[..., K:] = torch.where(is_mask, m_s, 0.0)
+        torch.mul(probs, scale.unsqueeze(-1), out=codes).add_(floor.unsqueeze(-1))
+        code = x_t.clamp_max(K - 1).unsqueeze(-1)
+        codes.scatter_(-1, code, torch.where(is_mask.unsqueeze(-1), codes.gather(-1, code), own.unsqueeze(-1)))
+        out[..., K] = mask_w
         return out.div_(out.sum(-1, keepdim=True))
+
+    def _step_weights(self, probs: torch.Tensor, x_t: torch.Tensor, t: int, s: int) -> tuple[torch.Tensor, ...]:
+        """Per-token weights ``(A, F, P_v, P_m, sum p)`` (each (B, N)) of the reverse step from ``t`` to
+        ``s >= 0``, given the network's ``probs`` (B, N, K), whose entry at x_t's code is zeroed in
+        place where x_t is a code.
+
+        The step is affine in ``p`` for every code except x_t's own: ``(A p_j + F) / Z`` at codes
+        ``j`` other than x_t's, ``P_v / Z`` at x_t's code, ``P_m / Z`` at the mask. For a masked
+        x_t: ``A = m_st a_s``, ``F = m_st r_s``, ``P_m = m_s`` (and ``P_v`` is unused: 0); for an
+        observed code ``v``: ``A = a_s``, ``F = B``, ``P_v = (a_st + r_st) / r_st (a_s c p_v + B)``,
+        ``P_m = 0``, where ``c = r_t / (a_t + r_t)`` and ``B = r_s (sum_{j != v} p_j + c p_v)``
+        (each up to a per-token factor that normalisation removes; ``a, r, m`` are the keep,
+        per-code replace and mask probabilities of the jumps ``0 -> s`` (index ``s``), ``s -> t``
+        (``st``) and ``0 -> t`` (``t``), floored at ``exp(LOG_ZERO)`` as in the log tables, and
+        ``F`` likewise). The sum over ``j != v`` is taken with ``p_v`` zeroed, so it keeps its
+        precision when ``p_v`` is close to 1.
+        """
+        K = self.num_classes
+        a_s, r_s, m_s = self._jump_probs(-1, s)
+        a_st, r_st, m_st = self._jump_probs(s, t)
+        a_t, r_t, _ = self._jump_probs(-1, t)
+        c = r_t / (a_t + r_t)
+        is_mask = x_t == K
+        code = x_t.clamp_max(K - 1).unsqueeze(-1)
+        p_v = probs.gather(-1, code).squeeze(-1)
+        probs.scatter_(-1, code, torch.where(is_mask, p_v, 0.0).unsqueeze(-1))  # observed codes: p_v out
+        rest = probs.sum(-1)
+        base = r_s * (rest + c * p_v)
+        scale = torch.where(is_mask, m_st * a_s, a_s)
+        floor = torch.where(is_mask, m_st * r_s, base).clamp_min(math.exp(LOG_ZERO))
+        own = torch.where(is_mask, 0.0, (a_st + r_st) / r_st * (a_s * c * p_v + base))
+        return scale, floor, own, torch.where(is_mask, m_s, 0.0), rest
 
     def _jump_probs(self, a: int, b: int) -> tuple[float, float, float]:
         """(keep, per-code replace, mask) probabilities of the jump from time ``a`` to ``b`` (floored
@@ -332,14 +345,14 @@ class MaskReplaceDiffusion(nn.Module):
 
     def draw_reverse_step(self, logits: torch.Tensor, x_t: torch.Tensor, t: int, s: int,
                           generator: Generators = None, gumbel: bool = True,
-                          draw: bool = True) -> tuple[torch.Tensor | None, "ReverseStep"]:
+                          draw: bool = True) -> tuple[torch.Tensor | None, ReverseStep]:
         """Draw ``x_s ~ p(x_s | x_t)`` for one pair of times ``0 <= s < t`` (Python ints) without forming
         the ``(B, N, K+1)`` rows of :meth:`reverse_step_probs`: ``(x_s (B, N), ReverseStep)``.
 
         ``logits`` (B, N, K) are the network's ``log p_theta(x_start | x_t)`` up to a per-token constant.
         Per token the reverse step is ``(A p_j + F) / Z`` at every code ``j`` other than x_t's own
         (``p`` the network's distribution with x_t's code zeroed), a value ``P_v / Z`` at x_t's code
-        and ``P_m / Z`` at the mask (the scalars of :meth:`reverse_step_probs`). So it is a mixture:
+        and ``P_m / Z`` at the mask (the weights of :meth:`_step_weights`). So it is a mixture:
         the network's distribution without x_t's code (weight ``A sum p``), uniform over the codes
         (``K F``), x_t's code itself (``P_v - F``) and the mask (``P_m``); a draw picks a component
         with one uniform number and, for the network's, inverts the CDF of that token's row. The
@@ -354,22 +367,10 @@ class MaskReplaceDiffusion(nn.Module):
         if s < 0:
             raise ValueError(f"draw_reverse_step needs s >= 0, got {s}")
         K = self.num_classes
-        a_s, r_s, m_s = self._jump_probs(-1, s)
-        a_st, r_st, m_st = self._jump_probs(s, t)
-        a_t, r_t, _ = self._jump_probs(-1, t)
-        c = r_t / (a_t + r_t)
         is_mask = x_t == K
-        code = x_t.clamp_max(K - 1).unsqueeze(-1)
         probs = torch.softmax(logits, -1, dtype=torch.float32)
-        p_v = probs.gather(-1, code).squeeze(-1)
-        probs.scatter_(-1, code, torch.where(is_mask, p_v, 0.0).unsqueeze(-1))  # observed codes: p_v out
-        rest = probs.sum(-1)
-        base = r_s * (rest + c * p_v)
-        scale = torch.where(is_mask, m_st * a_s, a_s)
-        floor = torch.where(is_mask, m_st * r_s, base).clamp_min(math.exp(LOG_ZERO))
-        own = torch.where(is_mask, 0.0, (a_st + r_st) / r_st * (a_s * c * p_v + base))
+        scale, floor, own, mask_w, rest = self._step_weights(probs, x_t, t, s)
         extra = torch.where(is_mask, 0.0, own - floor).clamp_min(0.0)
-        mask_w = torch.where(is_mask, m_s, 0.0)
         w_net, w_uniform = scale * rest, K * floor
         norm = w_net + w_uniform + extra + mask_w
         if not draw:
@@ -398,7 +399,7 @@ class MaskReplaceDiffusion(nn.Module):
                            log_p_mask=(_log(mask_w) - log_norm).clamp_min(LOG_ZERO), sum_codes=sum_codes)
         return x_s, step
 
-    def reverse_step_kl(self, step: "ReverseStep", x_start: torch.Tensor) -> torch.Tensor:
+    def reverse_step_kl(self, step: ReverseStep, x_start: torch.Tensor) -> torch.Tensor:
         """``KL(q(x_s | x_t, x_start) || p(x_s | x_t))`` per token (B, N) for a step taken by
         :meth:`draw_reverse_step`: :meth:`true_posterior_kl` without the full rows."""
         K = self.num_classes
@@ -563,8 +564,7 @@ class MaskReplaceDiffusion(nn.Module):
         times = self.strided_times(stride)
         x_t = torch.full((batch, n), K, dtype=torch.long, device=device)
         chain: list[ReverseStep] = []
-        for t in times[:-1]:
-            s = times[len(chain) + 1]
+        for t, s in zip(times[:-1], times[1:]):
             t_vec = torch.full((batch,), t, device=device, dtype=torch.long)
             x_t, step = self.draw_reverse_step(predict(x_t, t_vec), x_t, t, s, generator, gumbel)
             chain.append(step)
