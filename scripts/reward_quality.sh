@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Rebuild the README's reward-quality table from nothing: the 7-task MetaWorld data, the small
+# codec, VQ-Diffusion and VideoGPT, the six reward models, and one evaluate-reward run over them.
+# About an hour on 2 quiet CPU cores (57 min measured). Usage: bash scripts/reward_quality.sh [DATA_DIR] [RUNS_DIR]
+set -euo pipefail
+DATA=${1:-data/mw}
+RUNS=${2:-runs}
+DR=${DR:-.venv/bin/diffusion-reward}
+stage() { echo "[reward_quality] $(date -u +%H:%M:%S) $*"; }
+
+stage "expert episodes (20 train + 5 held-out per task)"
+$DR collect --suite metaworld-paper --episodes 20 --test-episodes 5 --out "$DATA" --no-progress
+stage "held-out random and noisy-expert episodes"
+$DR collect --suite metaworld-paper --policy random noisy:0.1 noisy:0.3 noisy:1.0 --episodes 0 \
+    --test-episodes 5 --out "$DATA" --no-progress
+stage "train-split random episodes (AMP's negatives)"
+$DR collect --suite metaworld-paper --policy random --episodes 5 --out "$DATA" --no-progress
+
+stage "codec"
+$DR train-codec --data "$DATA" --preset small --foreground-weight 3 --run-dir "$RUNS/codec" --no-progress
+stage "VQ-Diffusion"
+$DR train-video --model vqdiffusion --codec "$RUNS/codec/model" --data "$DATA" --preset small \
+    --run-dir "$RUNS/vqd" --no-progress
+stage "VideoGPT (VIPER)"
+$DR train-video --model videogpt --codec "$RUNS/codec/model" --data "$DATA" --preset small \
+    --run-dir "$RUNS/videogpt" --no-progress
+
+stage "reward models"
+$DR fit-reward --kind diffusion --video "$RUNS/vqd/model" --data "$DATA" --stats-episodes 5 --out "$RUNS/reward-entropy"
+$DR fit-reward --kind diffusion --variant likelihood --video "$RUNS/vqd/model" --data "$DATA" \
+    --stats-episodes 5 --out "$RUNS/reward-likelihood"
+$DR fit-reward --kind viper --video "$RUNS/videogpt/model" --data "$DATA" --stats-episodes 5 --out "$RUNS/reward-viper"
+$DR fit-reward --kind amp --data "$DATA" --out "$RUNS/reward-amp"
+$DR fit-reward --kind rnd --data "$DATA" --out "$RUNS/reward-rnd"
+
+stage "evaluate-reward (the motion reference is always added)"
+$DR evaluate-reward --model entropy="$RUNS/reward-entropy" likelihood="$RUNS/reward-likelihood" \
+    viper="$RUNS/reward-viper" amp="$RUNS/reward-amp" rnd="$RUNS/reward-rnd" \
+    --data "$DATA" --out "$RUNS/evaluate-reward"
+stage "done: $RUNS/evaluate-reward/reward_quality.md"
