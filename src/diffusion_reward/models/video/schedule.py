@@ -370,7 +370,7 @@ class MaskReplaceDiffusion(nn.Module):
         is_mask = x_t == K
         probs = torch.softmax(logits, -1, dtype=torch.float32)
         scale, floor, own, mask_w, rest = self._step_weights(probs, x_t, t, s)
-        extra = torch.where(is_mask, 0.0, own - floor).clamp_min(0.0)
+        extra = (own - floor).clamp_min(0.0)  # 0 at masked tokens: own is 0 there and floor > 0
         w_net, w_uniform = scale * rest, K * floor
         norm = w_net + w_uniform + extra + mask_w
         if not draw:
