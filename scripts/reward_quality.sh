@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the README's reward-quality table from nothing: the 7-task MetaWorld data, the small
 # codec, VQ-Diffusion and VideoGPT, the six reward models, and one evaluate-reward run over them.
-# About an hour on 2 quiet CPU cores (57 min measured). Usage: bash scripts/reward_quality.sh [DATA_DIR] [RUNS_DIR]
+# About 80 minutes on 2 quiet CPU cores (57 min measured when the small VQ-Diffusion preset trained
+# 1100 steps; it now trains 3300, about 20 minutes more). Usage: bash scripts/reward_quality.sh [DATA_DIR] [RUNS_DIR]
 set -euo pipefail
 DATA=${1:-data/mw}
 RUNS=${2:-runs}
