@@ -57,7 +57,7 @@ def plot_reward_curves(curves: Mapping[str, Mapping[str, Sequence[Sequence[float
     cols = min(4, max(1, len(tasks)))
     rows = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
-    cmap = plt.get_cmap("viridis")
+    cmap = plt.get_cmap("Blues")  # noisy experts: darker = noisier, apart from expert green and random red
     for ax, task in zip(axes.flat, tasks):
         names = sorted(curves[task], key=_policy_order)
         if policies is not None:
@@ -70,8 +70,8 @@ def plot_reward_curves(curves: Mapping[str, Mapping[str, Sequence[Sequence[float
             for i, e in enumerate(eps):
                 stack[i, : len(e)] = smooth(e, smoothing)
             mean, std = np.nanmean(stack, 0), np.nanstd(stack, 0)
-            colour = POLICY_COLOURS.get(p) or cmap(0.2 + 0.6 * noisy.index(p) / max(1, len(noisy) - 1)
-                                                   if p in noisy else 0.5)
+            colour = POLICY_COLOURS.get(p) or (cmap(0.4 + 0.5 * noisy.index(p) / max(1, len(noisy) - 1))
+                                               if p in noisy else "tab:gray")
             x = np.arange(length)
             ax.plot(x, mean, color=colour, label=f"{p} (n={len(eps)})", lw=1.5)
             ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
