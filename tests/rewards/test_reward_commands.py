@@ -75,6 +75,9 @@ def test_fit_every_kind_then_evaluate_and_score(dataset, video_dir, tmp_path, ca
     result = json.loads((out / "reward_quality.json").read_text())
     # AMP was trained to tell these bright expert frames from dark random ones
     assert result["models"]["amp"]["mean"]["auroc_random"] == 1.0
+    # the JSON names what was evaluated, so a table can be traced back to its models and data
+    assert result["run"]["models"]["entropy"] == str((tmp_path / "entropy").resolve())
+    assert result["run"]["data"] == [str(dataset.resolve())] and result["run"]["split"] == "test"
 
     clip = tmp_path / "clip.gif"
     imageio.mimsave(clip, list(np.random.default_rng(1).integers(0, 255, (5, 40, 30, 3), dtype=np.uint8)))

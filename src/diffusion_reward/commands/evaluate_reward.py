@@ -31,20 +31,23 @@ def run(args: argparse.Namespace) -> int:
     from diffusion_reward.rewards import load_reward_model
     from diffusion_reward.rewards.motion import MotionReward
 
-    models = {}
+    models, directories = {}, {}
     for spec in args.model:
         name, _, path = spec.rpartition("=")
         name = name or Path(path).name
         if name in models:
             raise UserError(f"two reward models are named {name!r}; name them with NAME=DIR")
         models[name] = load_reward_model(path, device=args.device)
+        directories[name] = str(Path(path).resolve())
     if not args.no_motion:
         models.setdefault("motion", MotionReward())
     dataset = load_dataset(args.data, skip_bad=args.skip_bad).select(split=args.split, task=args.task)
     dataset = dataset.limit(args.max_episodes)
     if len(dataset) == 0:
         raise UserError(f"{', '.join(args.data)}: no {args.split}-split episodes to evaluate on")
-    result = evaluate_and_write(models, dataset, Path(args.out))
+    run_info = {"models": directories, "data": [str(Path(d).resolve()) for d in args.data], "split": args.split,
+                "task": args.task, "max_episodes": args.max_episodes, "device": args.device}
+    result = evaluate_and_write(models, dataset, Path(args.out), run=run_info)
     print(result["table"])
     if dataset.skipped:
         print(f"skipped {len(dataset.skipped)} unreadable episode(s):\n  " + "\n  ".join(dataset.skipped))

@@ -200,10 +200,13 @@ def markdown_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out: os.PathLike | str) -> dict[str, Any]:
+def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out: os.PathLike | str,
+                       run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """:func:`evaluate_reward_models` with a progress bar, then write ``reward_quality.md``,
     ``reward_quality.json`` and one reward-along-the-episode figure per model
-    (``reward_curves_<name>.png``: expert vs noisy vs random, one panel per task)."""
+    (``reward_curves_<name>.png``: expert vs noisy vs random, one panel per task). ``run``
+    (what was evaluated: model directories, datasets, split) is stored in the JSON under ``"run"``,
+    so a table can be traced back to its inputs."""
     from pathlib import Path
 
     from diffusion_reward.evaluation.plots import plot_reward_curves
@@ -216,7 +219,8 @@ def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out:
         result = evaluate_reward_models(scorers, dataset, advance)
     table = markdown_table(result)
     atomic_write_text(out / "reward_quality.md", table)
-    atomic_write_json(out / "reward_quality.json", {"models": result["models"], "seen_tasks": result["seen_tasks"]})
+    atomic_write_json(out / "reward_quality.json", {"models": result["models"], "seen_tasks": result["seen_tasks"],
+                                                    "run": {"episodes": len(dataset), **(run or {})}})
     figures = {}
     for name, curves in result["curves"].items():
         path = out / f"reward_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-')}.png"
