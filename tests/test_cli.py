@@ -36,3 +36,18 @@ def test_every_option_has_help(name, capsys):
         cli.main([name, "--help"])
     assert exc.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_train_video_help_shows_each_presets_network_size():
+    # --preset small trains 6 VQ-Diffusion blocks; the help must not claim the paper's 16 as the default
+    from diffusion_reward.commands import train_video
+    from diffusion_reward.train.video import MODEL_PRESETS
+
+    parser = argparse.ArgumentParser(prog="train-video")
+    train_video.add_arguments(parser)
+    depth = next(a for a in parser._actions if a.dest == "depth").help
+    for model, presets in MODEL_PRESETS.items():
+        for preset, config in presets.items():
+            assert f"{model}/{preset}: {config.depth}" in depth
+    cond_width = next(a for a in parser._actions if a.dest == "cond_width").help
+    assert "vqdiffusion/small" in cond_width and "videogpt" not in cond_width  # VQ-Diffusion-only field

@@ -23,7 +23,7 @@ _FROM_CODEC = ("codebook_size", "grid")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from diffusion_reward.models.video.vqdiffusion import VQDiffusionConfig
     from diffusion_reward.train.trainer import TrainerConfig
-    from diffusion_reward.train.video import TRAIN_PRESETS, VideoTrainConfig
+    from diffusion_reward.train.video import MODEL_PRESETS, TRAIN_PRESETS, VideoTrainConfig
 
     parser.description = (parser.description or "") + (
         "\n\nTokenises the datasets once with the codec (cached), trains on windows of k+1 frames from the "
@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("network (defaults: the preset's; VQ-Diffusion-only options are refused for "
                                     "videogpt)")
     add_config_args(net, VQDiffusionConfig, skip=_FROM_CODEC)
+    _show_preset_defaults(net, {f"{m}/{p}": cfg for m, ps in MODEL_PRESETS.items() for p, cfg in ps.items()})
     train = parser.add_argument_group("optimiser, data and evaluation (defaults: the preset's)")
     add_config_args(train, VideoTrainConfig)
     _show_preset_defaults(train, {f"{m}/{p}": v[0] for m, ps in TRAIN_PRESETS.items() for p, v in ps.items()})
@@ -55,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _show_preset_defaults(group: argparse._ArgumentGroup, presets: dict) -> None:
-    """Replace the "(default: x)" of each flag by the presets' values where they differ."""
+    """Replace the "(default: x)" of each flag by the presets' values where they differ (presets
+    without the field, such as VideoGPT's for a VQ-Diffusion-only flag, are left out)."""
     for action in group._group_actions:
-        values = {name: getattr(cfg, action.dest) for name, cfg in presets.items()}
+        values = {name: getattr(cfg, action.dest) for name, cfg in presets.items() if hasattr(cfg, action.dest)}
         if len({repr(v) for v in values.values()}) > 1 and action.help:
             shown = ", ".join(f"{name}: {v!r}" for name, v in values.items()).replace("%", "%%")
             action.help = action.help[:action.help.rfind("(default:")] + f"(default: {shown})"
