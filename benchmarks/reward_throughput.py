@@ -1,7 +1,7 @@
 """Reward-model speed: frames/s of every reward kind on one 100-frame episode, one JSON line per variant.
 
     python benchmarks/reward_throughput.py [--presets tiny small paper] [--frames 100] [--repeats 3]
-        [--device auto] [--threads 1 2] [--precisions fp32 bf16]
+        [--device auto] [--threads 1 2] [--precisions fp32 bf16] [--models NAME=DIR ...]
 
 For each preset (the codec, VQ-Diffusion and VideoGPT of that name together, freshly initialised:
 speed does not depend on the weights) and each precision (fp32, bf16 autocast), the time of
@@ -21,6 +21,10 @@ FLOPs per frame (counted by ``torch.utils.flop_counter`` on the same episode) an
 this machine's matmul peak they reach, where the peak is a large square matrix product measured
 in the same run at the same precision (``{"kind": "matmul_peak"}`` lines). Timings are medians
 over ``--repeats`` after one warm-up.
+
+``--models`` also times saved reward models (``fit-reward``'s directories, e.g. two trained
+architectures side by side) on the same episode, at their own precision setting, one line each
+(``"kind": "saved"``); ``--presets`` with no value times only those.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from diffusion_reward.models.codec.vqgan import PRESETS as CODEC_PRESETS, VQGAN
 from diffusion_reward.models.video import videogpt, vqdiffusion
+from diffusion_reward.rewards import load_reward_model
 from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS, AMPReward
 from diffusion_reward.rewards.diffusion import DiffusionReward, DiffusionRewardConfig
 from diffusion_reward.rewards.motion import MotionReward
@@ -82,7 +87,7 @@ def reward_models(preset: str, bf16: bool, device: torch.device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"],
+    parser.add_argument("--presets", nargs="*", default=["tiny", "small", "paper"],
                         help="model presets (codec, VQ-Diffusion, VideoGPT, AMP and RND of the same name)")
     parser.add_argument("--frames", type=int, default=100, help="frames in the scored episode")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per variant (after one warm-up)")
@@ -92,6 +97,8 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
                         help="precisions to compare (default: fp32, and bf16 where this machine runs bf16 matrix "
                              "products faster than fp32; CPUs without bf16 units emulate it ~100x slower)")
+    parser.add_argument("--models", nargs="+", default=[], metavar="NAME=DIR",
+                        help="saved reward models to time as well, e.g. depth6=runs/reward depth2=runs/reward-d2")
     args = parser.parse_args()
     device = resolve_device(args.device)
     thread_counts = args.threads or [torch.get_num_threads()]
@@ -118,6 +125,15 @@ def run_thread_count(args: argparse.Namespace, device: torch.device, precisions:
     motion = MotionReward()
     seconds = median_seconds(lambda: motion.rewards(frames), args.repeats)
     print(json.dumps({**common, "kind": "motion", "frames_per_s": args.frames / seconds}), flush=True)
+
+    for spec in args.models:
+        name, _, directory = spec.rpartition("=")
+        model = load_reward_model(directory, device=device)
+        seconds = median_seconds(lambda: model.rewards(frames, raw=True, resize=True), args.repeats)
+        precision = "bf16" if getattr(model, "bf16", False) else "fp32"
+        print(json.dumps({**common, "kind": "saved", "name": name or directory, "directory": directory,
+                          "reward_kind": model.kind, "precision": precision, "frames_per_s": args.frames / seconds,
+                          "seconds": seconds}), flush=True)
 
     for preset in args.presets:
         flops: dict[tuple[str, str, bool | None], int] = {}
