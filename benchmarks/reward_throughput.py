@@ -105,15 +105,19 @@ def main() -> None:
     precisions = args.precisions or (["fp32", "bf16"] if bf16_is_fast(device.type) else ["fp32"])
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, 64, 64, 3), dtype=np.uint8)
     base: dict[tuple[str, str, str], float] = {}  # the first thread count and precision of each model
+    saved = {}  # --models, loaded once for every thread count
+    for spec in args.models:
+        name, _, directory = spec.rpartition("=")
+        saved[name or directory] = (directory, load_reward_model(directory, device=device))
     for threads in thread_counts:
         torch.set_num_threads(threads)
         common = {"benchmark": "reward_throughput", "device": str(device), "threads": threads,
                   "torch": torch.__version__, "frames": args.frames}
-        run_thread_count(args, device, precisions, frames, common, base)
+        run_thread_count(args, device, precisions, frames, common, base, saved)
 
 
 def run_thread_count(args: argparse.Namespace, device: torch.device, precisions: list[str], frames: np.ndarray,
-                     common: dict, base: dict[tuple[str, str, str], float]) -> None:
+                     common: dict, base: dict[tuple[str, str, str], float], saved: dict) -> None:
 
     peaks = {}
     if "paper" in args.presets:
@@ -126,12 +130,10 @@ def run_thread_count(args: argparse.Namespace, device: torch.device, precisions:
     seconds = median_seconds(lambda: motion.rewards(frames), args.repeats)
     print(json.dumps({**common, "kind": "motion", "frames_per_s": args.frames / seconds}), flush=True)
 
-    for spec in args.models:
-        name, _, directory = spec.rpartition("=")
-        model = load_reward_model(directory, device=device)
+    for name, (directory, model) in saved.items():
         seconds = median_seconds(lambda: model.rewards(frames, raw=True, resize=True), args.repeats)
         precision = "bf16" if getattr(model, "bf16", False) else "fp32"
-        print(json.dumps({**common, "kind": "saved", "name": name or directory, "directory": directory,
+        print(json.dumps({**common, "kind": "saved", "name": name, "directory": directory,
                           "reward_kind": model.kind, "precision": precision, "frames_per_s": args.frames / seconds,
                           "seconds": seconds}), flush=True)
 
