@@ -22,6 +22,10 @@ this machine's matmul peak they reach, where the peak is a large square matrix p
 in the same run at the same precision (``{"kind": "matmul_peak"}`` lines). Timings are medians
 over ``--repeats`` after one warm-up.
 
+``--allocator both`` runs everything twice, in two child processes: with glibc's default
+allocator settings and with the freed-memory tuning the video rewards apply on CPUs
+(``diffusion_reward.utils.allocator``); every line carries ``allocator``.
+
 ``--models`` also times saved reward models (``fit-reward``'s directories, e.g. two trained
 architectures side by side) on the same episode, at their own precision setting, one line each
 (``"kind": "saved"``); ``--presets`` with no value times only those.
@@ -31,6 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -44,6 +51,7 @@ from diffusion_reward.rewards.diffusion import DiffusionReward, DiffusionRewardC
 from diffusion_reward.rewards.motion import MotionReward
 from diffusion_reward.rewards.rnd import PRESETS as RND_PRESETS, RNDReward
 from diffusion_reward.rewards.viper import ViperConfig, ViperReward
+from diffusion_reward.utils.allocator import keep_freed_memory
 from diffusion_reward.utils.device import bf16_is_fast, resolve_device
 from timing import median_seconds
 
@@ -99,7 +107,19 @@ def main() -> None:
                              "products faster than fp32; CPUs without bf16 units emulate it ~100x slower)")
     parser.add_argument("--models", nargs="+", default=[], metavar="NAME=DIR",
                         help="saved reward models to time as well, e.g. depth6=runs/reward depth2=runs/reward-d2")
+    parser.add_argument("--allocator", choices=["tuned", "default", "both"], default="tuned",
+                        help="glibc allocator settings: 'tuned' (what the video rewards apply on CPUs: freed "
+                             "memory kept), 'default' (glibc's), or 'both' (one child process each, same run)")
     args = parser.parse_args()
+    if args.allocator == "both":
+        for choice in ("default", "tuned"):
+            argv = [a for a in sys.argv[1:] if a not in ("--allocator", "both", "--allocator=both")] + ["--allocator", choice]
+            subprocess.run([sys.executable, sys.argv[0], *argv], check=True,
+                           env={**os.environ, "DIFFUSION_REWARD_MALLOC_TUNING": "1" if choice == "tuned" else "0"})
+        return
+    if args.allocator == "default":
+        os.environ["DIFFUSION_REWARD_MALLOC_TUNING"] = "0"
+    allocator = "keep freed" if keep_freed_memory() else "glibc default"
     device = resolve_device(args.device)
     thread_counts = args.threads or [torch.get_num_threads()]
     precisions = args.precisions or (["fp32", "bf16"] if bf16_is_fast(device.type) else ["fp32"])
@@ -112,7 +132,7 @@ def main() -> None:
     for threads in thread_counts:
         torch.set_num_threads(threads)
         common = {"benchmark": "reward_throughput", "device": str(device), "threads": threads,
-                  "torch": torch.__version__, "frames": args.frames}
+                  "torch": torch.__version__, "frames": args.frames, "allocator": allocator}
         run_thread_count(args, device, precisions, frames, common, base, saved)
 
 

@@ -272,6 +272,14 @@ def prior_kl(i):
     return kl(q_last[i], prior)
 
 
+def test_prior_kl_is_the_per_token_kl_summed_over_the_frame(diffusion):
+    x0 = torch.tensor([[0, 1, 2, 2], [1, 1, 0, 2]])
+    expected = [sum(prior_kl(int(i)) for i in row) for row in x0]
+    assert diffusion.prior_kl(x0).tolist() == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="clean codes"):
+        diffusion.prior_kl(torch.tensor([[0, K]]))  # a masked token has no prior KL term
+
+
 @pytest.mark.parametrize("stride", [1, 2, 4])
 def test_expected_bound_matches_brute_force_and_bounds_the_likelihood(diffusion, stride):
     predict, np_predict = table_predictor(seed=stride)

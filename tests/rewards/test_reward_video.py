@@ -111,3 +111,16 @@ def test_wrong_frame_size_and_mismatched_networks_are_clear_errors(codec):
     other = vqdiffusion.build("tiny", codebook_size=codec.config.codebook_size + 1, grid=codec.config.token_grid)
     with pytest.raises(UserError, match="codes"):
         DiffusionReward(codec, other, device="cpu")
+
+
+def test_distinct_frames_encodes_each_frame_once_and_rebuilds_the_windows():
+    from diffusion_reward.rewards.video_based import distinct_frames
+    base = _frames(4)
+    frames = base[[0, 0, 1, 2, 1, 3, 0]]
+    first, inverse = distinct_frames(frames)
+    assert first.tolist() == [0, 2, 3, 5]  # first occurrence of each distinct frame, in order
+    np.testing.assert_array_equal(frames[first][inverse], frames)
+    strided = frames[:, ::2]  # a strided view is compared by its values, not its memory layout
+    first, inverse = distinct_frames(strided)
+    assert first.tolist() == [0, 2, 3, 5]
+    np.testing.assert_array_equal(strided[first][inverse], strided)
