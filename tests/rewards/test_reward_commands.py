@@ -105,3 +105,16 @@ def test_clear_errors(dataset, tmp_path, capsys):
     assert "train-split 'noisy:0.3'" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "missing"), str(dataset)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_fit_reward_sampler_options_reach_the_saved_model(dataset, video_dir, tmp_path):
+    out = tmp_path / "argmax"
+    assert main(["fit-reward", "--kind", "diffusion", "--video", str(video_dir), "--no-bf16", "--no-gumbel",
+                 "--num-samples", "2", "--stride", "20", "--data", str(dataset), "--out", str(out)]) == 0
+    cfg = load_reward_model(out, device="cpu").config
+    assert (cfg.gumbel, cfg.num_samples, cfg.stride) == (False, 2, 20)
+    # without noise the score of an episode does not depend on the sampling seed
+    frames = np.random.default_rng(3).integers(0, 255, (5, SIZE, SIZE, 3), dtype=np.uint8)
+    a, b = load_reward_model(out, device="cpu"), load_reward_model(out, device="cpu")
+    b.sample_seed = 123
+    np.testing.assert_allclose(a.rewards(frames, raw=True), b.rewards(frames, raw=True), rtol=1e-5)

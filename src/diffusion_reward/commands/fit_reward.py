@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the observed frame")
     p.add_argument("--num-samples", type=int, default=1, help="diffusion only: samples averaged per step")
     p.add_argument("--stride", type=int, default=10, help="diffusion only: denoising stride (10: 11 network passes)")
+    p.add_argument("--gumbel", action=argparse.BooleanOptionalAction, default=True,
+                   help="diffusion entropy only: draw each denoising step's codes at random, the paper's sampler "
+                        "(--no-gumbel takes the most likely code at every step: the bound of the model's "
+                        "most likely next frame, a deterministic confidence score)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast for the video networks (default: on where bf16 matrix products beat "
                         "float32 on this machine, measured at start; saved with the model as 'auto')")
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar(f"fit {args.kind}", total, unit=unit) as advance:
         model, info = fit_reward_model(
             args.kind, dataset, video_dir=args.video, codec_dir=args.codec, variant=args.variant,
-            num_samples=args.num_samples, stride=args.stride, bf16=args.bf16, preset=args.preset,
+            num_samples=args.num_samples, stride=args.stride, gumbel=args.gumbel, bf16=args.bf16,
+            preset=args.preset,
             steps=args.steps, batch_size=args.batch_size, negative_policy=args.negative_policy,
             tasks=args.task, seed=args.seed, stats_episodes=args.stats_episodes or None, device=args.device,
             progress=advance)

@@ -59,7 +59,8 @@ def stats_frames(dataset: EpisodeDataset, tasks: Any = None, stats_episodes: int
 
 def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.PathLike | None = None,
                      codec_dir: str | os.PathLike | None = None, variant: str = "entropy", num_samples: int = 1,
-                     stride: int = 10, bf16: bool | None = None, preset: str = "small", steps: int = 500,
+                     stride: int = 10, gumbel: bool = True, bf16: bool | None = None, preset: str = "small",
+                     steps: int = 500,
                      batch_size: int = 64, negative_policy: str = "random", tasks: Any = None, seed: int = 0,
                      stats_episodes: int | None = 5, device: str = "auto",
                      progress: Callable[[int], None] | None = None) -> tuple[RewardModel, dict[str, Any]]:
@@ -84,7 +85,8 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
         if kind == "diffusion":
             from diffusion_reward.rewards.diffusion import DiffusionRewardConfig, build_diffusion_reward
 
-            cfg = DiffusionRewardConfig(variant=variant, num_samples=num_samples, stride=stride, bf16=bf16)
+            cfg = DiffusionRewardConfig(variant=variant, num_samples=num_samples, stride=stride, gumbel=gumbel,
+                                        bf16=bf16)
             model: RewardModel = build_diffusion_reward(video_dir, experts, cfg, codec_dir, device, sample_seed=seed,
                                                         progress=progress)
         else:
