@@ -7,13 +7,14 @@ import json
 
 from diffusion_reward import cli
 from diffusion_reward.demo import PRESETS, DemoConfig, _stages, _time_left, expected_seconds, run_demo
+from diffusion_reward.models.video import vqdiffusion
 
 TOY = dataclasses.replace(PRESETS["quick"], expert_episodes=2, test_episodes=1, random_train_episodes=1,
                           max_steps=60, codec_steps=6, video_steps=4, baseline_steps=4, stats_episodes=1,
                           eval_windows=8, rl_frames=0)
 
 
-def test_toy_demo_writes_the_report_and_caches_its_stages(tmp_path) -> None:
+def test_toy_demo_writes_the_report_and_caches_its_stages(tmp_path, monkeypatch) -> None:
     messages: list[str] = []
     html = run_demo(TOY, tmp_path / "demo", announce=messages.append)
     assert html == tmp_path / "demo" / "report.html" and html.is_file()
@@ -34,6 +35,14 @@ def test_toy_demo_writes_the_report_and_caches_its_stages(tmp_path) -> None:
     run_demo(dataclasses.replace(TOY, baseline_steps=5), tmp_path / "demo", announce=third.append)
     reused = {m.split("]")[1].split(":")[0].strip() for m in third if "reusing" in m}
     assert reused == {"data", "codec", "video"}
+
+    # so does a preset that names a different network than when the stage ran (a new version's preset)
+    fourth: list[str] = []
+    monkeypatch.setitem(vqdiffusion.PRESETS, TOY.video_preset,
+                        dataclasses.replace(vqdiffusion.PRESETS[TOY.video_preset], heads=1))
+    run_demo(dataclasses.replace(TOY, baseline_steps=5), tmp_path / "demo", announce=fourth.append)
+    reused = {m.split("]")[1].split(":")[0].strip() for m in fourth if "reusing" in m}
+    assert reused == {"data", "codec"}
 
 
 def test_time_left_scales_reference_times_by_this_machines_speed() -> None:

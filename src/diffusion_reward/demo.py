@@ -124,6 +124,7 @@ def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = Fa
     started = time.perf_counter()
     for i, (name, key_fields, fn) in enumerate(plan, 1):
         key = {k: getattr(config, k) for k in key_fields}
+        key.update(_preset_contents(key))
         stage = Stage(root, name, key, fresh=False)
         hit = stage.cached()
         if hit is not None:
@@ -194,6 +195,17 @@ def _stages(config: DemoConfig) -> list[tuple[str, tuple[str, ...], Callable]]:
     if config.rl_frames > 0 and config.rl_rewards:
         stages.append(("rl", model_keys + ("rl_task", "rl_rewards", "rl_frames"), stage_rl))
     return stages
+
+
+def _preset_contents(key: dict[str, Any]) -> dict[str, Any]:
+    """What the named network presets in a stage's key stand for, so that a stage cached by an
+    earlier version whose ``small`` preset was a different network is redone, not reused."""
+    from diffusion_reward.config import to_dict
+    from diffusion_reward.models.codec.vqgan import PRESETS as CODEC_PRESETS
+    from diffusion_reward.models.video import videogpt, vqdiffusion
+
+    tables = {"codec_preset": CODEC_PRESETS, "video_preset": vqdiffusion.PRESETS, "viper_preset": videogpt.PRESETS}
+    return {f"{field}_network": to_dict(tables[field][key[field]]) for field in tables if field in key}
 
 
 def stage_data(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
