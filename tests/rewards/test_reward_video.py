@@ -124,3 +124,23 @@ def test_distinct_frames_encodes_each_frame_once_and_rebuilds_the_windows():
     first, inverse = distinct_frames(strided)
     assert first.tolist() == [0, 2, 3, 5]
     np.testing.assert_array_equal(strided[first][inverse], strided)
+
+
+def test_bf16_rewards_read_the_same_codes_the_video_model_was_trained_on(codec, monkeypatch):
+    """The networks may run in bf16, the codec's encoder does not: training tokenises in float32,
+    and under bf16 autocast ~8% of the codes of real MetaWorld frames flipped to a neighbouring code."""
+    model = DiffusionReward(codec, _vqd(codec), DiffusionRewardConfig(bf16=True), device="cpu")
+    assert model.bf16
+    seen = []
+    encode = codec.encode_frames
+
+    def spy(frames, *args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return encode(frames, *args, **kwargs)
+
+    monkeypatch.setattr(codec, "encode_frames", spy)
+    frames = _frames(12, seed=5)
+    model.rewards(frames, raw=True)
+    assert seen and not any(seen)
+    cond, _ = model.window_tokens(np.stack([frames[i:i + 2] for i in range(11)]))
+    np.testing.assert_array_equal(cond[:, 1].numpy(), encode(frames[1:12]).numpy())

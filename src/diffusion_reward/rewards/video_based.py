@@ -31,7 +31,7 @@ from diffusion_reward.models.codec import CodecConfig, VQGAN
 from diffusion_reward.rewards.base import RewardModel
 from diffusion_reward.utils.allocator import keep_freed_memory
 from diffusion_reward.utils.checkpoint import CONFIG_NAME, read_json
-from diffusion_reward.utils.device import autocast, use_bf16
+from diffusion_reward.utils.device import use_bf16
 
 
 class VideoModelReward(RewardModel):
@@ -80,8 +80,9 @@ class VideoModelReward(RewardModel):
         frames = windows[:, used].reshape(-1, *windows.shape[2:])
         # Windows overlap (and the first ones repeat frame 0): encode each distinct frame once.
         uniq, inverse = distinct_frames(frames)
-        with autocast(self.device, self.bf16):
-            codes = self.codec.encode_frames(frames[uniq])
+        # float32, as the video model's training tokens were made: under bf16 autocast ~8% of the codes
+        # of held-out MetaWorld frames came out different (near-ties of the nearest-code search)
+        codes = self.codec.encode_frames(frames[uniq])
         tokens = codes[torch.from_numpy(inverse)].view(n, len(used), *codes.shape[1:])
         cond = tokens[:, : len(cond_pos)].to(self.device)
         target = tokens[:, -1].to(self.device) if target_pos is not None else None
