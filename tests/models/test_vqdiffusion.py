@@ -31,7 +31,8 @@ def test_paper_preset_has_about_18m_parameters():
     assert abs(model.num_parameters() - 18e6) < 0.1 * 18e6
     cfg = model.config
     assert (cfg.depth, cfg.width, cfg.heads, cfg.codebook_size, cfg.num_steps) == (16, 128, 16, 1024, 100)
-    assert PRESETS["tiny"].depth < PRESETS["small"].depth <= PRESETS["paper"].depth
+    sizes = [VQDiffusion(PRESETS[name]).num_parameters() for name in ("tiny", "small", "paper")]
+    assert sizes == sorted(sizes) and PRESETS["small"].depth <= PRESETS["paper"].depth
 
 
 def test_forward_shapes_and_condition_embeddings_are_trained():

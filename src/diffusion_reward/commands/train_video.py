@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="episode dataset directory; repeat to train on several together")
     parser.add_argument("--preset", choices=("tiny", "small", "paper"), default="small",
                         help="model size and training defaults: tiny (seconds, for tests), small (VQ-Diffusion about "
-                             "30 minutes on two CPU cores, VideoGPT about 20), paper (the reference sizes) (default: 'small')")
+                             "15 minutes on two CPU cores, VideoGPT about 20), paper (the reference sizes) (default: 'small')")
     parser.add_argument("--out", metavar="DIR", default=None, help="model directory to write (default: <run dir>/model)")
     net = parser.add_argument_group("network (defaults: the preset's; VQ-Diffusion-only options are refused for "
                                     "videogpt)")

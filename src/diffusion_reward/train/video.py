@@ -74,7 +74,7 @@ class VideoTrainConfig:
 
 
 # Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
-# presets train in fp32 on two CPU cores (VideoGPT about 20 minutes, VQ-Diffusion about 30: its
+# presets train in fp32 on two CPU cores (VideoGPT about 20 minutes, VQ-Diffusion about 15: its
 # 1100 steps of earlier versions left it far from converged - held-out bound 2.12 bits/token at
 # 1100 steps, 0.96 at 3300 - and the entropy reward's mean expert-vs-random AUROC over the 7
 # MetaWorld tasks went 0.74 -> 0.82 with the longer run, same data and codec). At these widths
