@@ -71,11 +71,13 @@ PRESETS: dict[str, DemoConfig] = {
 }
 
 
-# Seconds each stage of the presets took on the reference machine (2 AVX2 cores without bf16
-# units, quiet): the time-left estimate scales them by this machine's speed on the stages done.
+# Seconds each stage of the presets took on the reference machine (2 cores of an AMD EPYC with
+# AVX512-BF16, quiet, 2026-12-03, with the 2-block small VQ-Diffusion): the time-left estimate
+# scales them by this machine's speed on the stages done. (A 2-core EPYC without bf16 units took
+# 11.5 min for the full demo with the former 6-block model: data 46 s, codec 86 s, video 206 s.)
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {
-    "full": {"data": 46.0, "codec": 86.0, "video": 206.0, "rewards": 57.0, "evaluate": 102.0, "rl": 193.0},
-    "quick": {"data": 24.0, "codec": 33.8, "video": 16.2, "rewards": 15.7, "evaluate": 13.0, "rl": 68.2},
+    "full": {"data": 38.2, "codec": 56.8, "video": 103.1, "rewards": 30.6, "evaluate": 27.8, "rl": 88.5},
+    "quick": {"data": 17.2, "codec": 16.4, "video": 10.3, "rewards": 10.5, "evaluate": 4.6, "rl": 43.0},
 }
 
 

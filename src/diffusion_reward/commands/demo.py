@@ -10,7 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from diffusion_reward.demo import DemoConfig
 
     p.add_argument("--quick", action="store_true",
-                   help="the small version (one task, tiny models, short RL): about 3 minutes on two CPU cores")
+                   help="the small version (one task, tiny models, short RL): about 2 minutes on two CPU cores")
     p.add_argument("--out", default="runs/demo", help="demo directory (stages are cached there)")
     p.add_argument("--fresh", action="store_true", help="delete the demo directory and start over")
     add_config_args(p, DemoConfig)
