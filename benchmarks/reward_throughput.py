@@ -113,7 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.allocator == "both":
         for choice in ("default", "tuned"):
-            argv = [a for a in sys.argv[1:] if a not in ("--allocator", "both", "--allocator=both")] + ["--allocator", choice]
+            argv = [a for a in sys.argv[1:] if a not in ("--allocator", "both", "--allocator=both")]
+            argv += ["--allocator", choice]
             subprocess.run([sys.executable, sys.argv[0], *argv], check=True,
                            env={**os.environ, "DIFFUSION_REWARD_MALLOC_TUNING": "1" if choice == "tuned" else "0"})
         return

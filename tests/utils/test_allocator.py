@@ -1,5 +1,7 @@
 """The allocator tuning the video rewards apply on CPUs: on where glibc is, off on request."""
 
+import os
+import platform
 import subprocess
 import sys
 
@@ -9,7 +11,6 @@ CHECK = "from diffusion_reward.utils.allocator import keep_freed_memory as k; pr
 
 
 def _run(env_value):
-    import os
     env = {**os.environ, "DIFFUSION_REWARD_MALLOC_TUNING": env_value}
     return subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True,
                           check=True).stdout.split()
@@ -21,7 +22,6 @@ def test_switched_off_by_the_environment_variable():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_applied_once_on_glibc():
-    import platform
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     assert _run("1") == ["True", "True"]

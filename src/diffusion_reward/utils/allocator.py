@@ -3,11 +3,12 @@
 The reward samplers allocate and free tensors of several megabytes at every denoising step (the
 ``(windows, 64, 1024)`` probability rows). glibc serves blocks that large with a fresh ``mmap``
 and returns them on ``free``, so every step pays page faults on memory it just released: measured
-on the small depth-2 Diffusion Reward, 2 cores, ~95 frames/s with glibc's defaults against ~110
-with freed blocks kept (``benchmarks/reward_throughput.py --allocator``). :func:`keep_freed_memory`
-raises the ``mmap`` threshold to 32 MiB and the trim threshold to 1 GiB once per process, so the
-process keeps its peak working set. Set ``DIFFUSION_REWARD_MALLOC_TUNING=0`` to leave the
-allocator alone; on other C libraries it does nothing.
+on the trained small (2-block) Diffusion Reward, 2 cores, 117 frames/s with glibc's defaults against
+131 with freed blocks kept, one run (``benchmarks/reward_throughput.py --allocator both``).
+:func:`keep_freed_memory` raises the ``mmap`` threshold to 32 MiB and the trim threshold to 1 GiB
+once per process, so the process keeps its peak working set. Set
+``DIFFUSION_REWARD_MALLOC_TUNING=0`` to leave the allocator alone; on other C libraries it does
+nothing.
 """
 
 from __future__ import annotations
