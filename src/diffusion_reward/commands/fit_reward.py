@@ -71,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         model, info = fit_reward_model(
             args.kind, dataset, video_dir=args.video, codec_dir=args.codec, variant=args.variant,
             num_samples=args.num_samples, stride=args.stride, gumbel=args.gumbel, bf16=args.bf16,
-            preset=args.preset,
-            steps=args.steps, batch_size=args.batch_size, negative_policy=args.negative_policy,
+            preset=args.preset, steps=args.steps, batch_size=args.batch_size, negative_policy=args.negative_policy,
             tasks=args.task, seed=args.seed, stats_episodes=args.stats_episodes or None, device=args.device,
             progress=advance)
     model.save_pretrained(args.out)

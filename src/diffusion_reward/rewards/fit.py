@@ -60,9 +60,8 @@ def stats_frames(dataset: EpisodeDataset, tasks: Any = None, stats_episodes: int
 def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.PathLike | None = None,
                      codec_dir: str | os.PathLike | None = None, variant: str = "entropy", num_samples: int = 1,
                      stride: int = 10, gumbel: bool = True, bf16: bool | None = None, preset: str = "small",
-                     steps: int = 500,
-                     batch_size: int = 64, negative_policy: str = "random", tasks: Any = None, seed: int = 0,
-                     stats_episodes: int | None = 5, device: str = "auto",
+                     steps: int = 500, batch_size: int = 64, negative_policy: str = "random", tasks: Any = None,
+                     seed: int = 0, stats_episodes: int | None = 5, device: str = "auto",
                      progress: Callable[[int], None] | None = None) -> tuple[RewardModel, dict[str, Any]]:
     """Build (and fit) a reward model of ``kind``; returns it and a dict of facts for the log.
 

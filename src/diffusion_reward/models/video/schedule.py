@@ -494,7 +494,7 @@ class MaskReplaceDiffusion(nn.Module):
         schedule (~6e-5 nats per token), but part of the bound. By that symmetry it is computed
         for one token and scaled: forming the ``(B, N, K+1)`` rows cost the sampler ~10% of its time.
         """
-        if bool((x_start >= self.num_classes).any()) or bool((x_start < 0).any()):
+        if bool(((x_start < 0) | (x_start >= self.num_classes)).any()):
             raise ValueError("prior_kl needs clean codes in [0, K), not masked tokens")
         one = torch.zeros((1, 1), dtype=torch.long, device=x_start.device)
         per_token = categorical_kl(self.marginal_log_probs(one, self.num_steps - 1),
