@@ -2,8 +2,8 @@
 # Rebuild the README's reward-quality table from nothing: the 7-task MetaWorld data, the small
 # codec, VQ-Diffusion and VideoGPT, the reward models (the entropy reward also with its sampling
 # noise off), and one evaluate-reward run over them.
-# About 70 minutes on 2 quiet CPU cores (57 min measured when the small VQ-Diffusion preset trained
-# 1100 steps of 6 blocks; it now trains 3300 steps of 2 blocks, about 15 minutes).
+# About 90 minutes on 2 quiet CPU cores: data ~8 min, codec ~6, VQ-Diffusion ~15, VideoGPT ~20,
+# reward models ~3, and the evaluation of 490 held-out episodes with every row ~40 (41 min measured).
 # Usage: bash scripts/reward_quality.sh [DATA_DIR] [RUNS_DIR]
 set -euo pipefail
 DATA=${1:-data/mw}
@@ -11,11 +11,12 @@ RUNS=${2:-runs}
 DR=${DR:-.venv/bin/diffusion-reward}
 stage() { echo "[reward_quality] $(date -u +%H:%M:%S) $*"; }
 
-stage "expert episodes (20 train + 5 held-out per task)"
-$DR collect --suite metaworld-paper --episodes 20 --test-episodes 5 --out "$DATA" --no-progress
-stage "held-out random and noisy-expert episodes"
-$DR collect --suite metaworld-paper --policy random noisy:0.1 noisy:0.3 noisy:1.0 --episodes 0 \
-    --test-episodes 5 --out "$DATA" --no-progress
+stage "expert episodes (20 train + 20 held-out per task)"
+$DR collect --suite metaworld-paper --episodes 20 --test-episodes 20 --out "$DATA" --no-progress
+stage "held-out random (20 per task) and noisy-expert (10 per task and noise level) episodes"
+$DR collect --suite metaworld-paper --policy random --episodes 0 --test-episodes 20 --out "$DATA" --no-progress
+$DR collect --suite metaworld-paper --policy noisy:0.1 noisy:0.3 noisy:1.0 --episodes 0 \
+    --test-episodes 10 --out "$DATA" --no-progress
 stage "train-split random episodes (AMP's negatives)"
 $DR collect --suite metaworld-paper --policy random --episodes 5 --out "$DATA" --no-progress
 
