@@ -72,11 +72,12 @@ PRESETS: dict[str, DemoConfig] = {
 
 
 # Seconds each stage of the presets took on the reference machine (2 cores of an AMD EPYC with
-# AVX512-BF16, quiet, 2026-12-03, with the 2-block small VQ-Diffusion): the time-left estimate
-# scales them by this machine's speed on the stages done. (A 2-core EPYC without bf16 units took
-# 11.5 min for the full demo with the former 6-block model: data 46 s, codec 86 s, video 206 s.)
+# AVX512-BF16, quiet, 2026-12-03, with the 128-code small codec and the 2-block small VQ-Diffusion):
+# the time-left estimate scales them by this machine's speed on the stages done. (A 2-core EPYC
+# without bf16 units took 11.5 min for the full demo with the former 6-block model: data 46 s, codec
+# 86 s, video 206 s.) The quick times are from the 1024-code build; its tiny codec has not changed.
 REFERENCE_SECONDS: dict[str, dict[str, float]] = {
-    "full": {"data": 38.2, "codec": 56.8, "video": 103.1, "rewards": 30.6, "evaluate": 27.8, "rl": 88.5},
+    "full": {"data": 44.2, "codec": 58.7, "video": 89.6, "rewards": 34.7, "evaluate": 25.3, "rl": 88.3},
     "quick": {"data": 17.2, "codec": 16.4, "video": 10.3, "rewards": 10.5, "evaluate": 4.6, "rl": 43.0},
 }
 
