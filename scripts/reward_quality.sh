@@ -40,7 +40,7 @@ $DR fit-reward --kind amp --data "$DATA" --out "$RUNS/reward-amp"
 $DR fit-reward --kind rnd --data "$DATA" --out "$RUNS/reward-rnd"
 
 stage "evaluate-reward (the motion reference is always added)"
-$DR evaluate-reward --model entropy="$RUNS/reward-entropy" entropy-noise-off="$RUNS/reward-entropy-noise-off" likelihood="$RUNS/reward-likelihood" \
-    viper="$RUNS/reward-viper" amp="$RUNS/reward-amp" rnd="$RUNS/reward-rnd" \
+$DR evaluate-reward --model entropy="$RUNS/reward-entropy" entropy-noise-off="$RUNS/reward-entropy-noise-off" \
+    likelihood="$RUNS/reward-likelihood" viper="$RUNS/reward-viper" amp="$RUNS/reward-amp" rnd="$RUNS/reward-rnd" \
     --data "$DATA" --out "$RUNS/evaluate-reward"
 stage "done: $RUNS/evaluate-reward/reward_quality.md"
