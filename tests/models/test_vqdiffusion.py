@@ -265,6 +265,20 @@ def test_learns_to_continue_a_moving_pattern():
     assert (tokens == target).float().mean() > 0.5
 
 
+def test_dropout_acts_in_training_only():
+    model = tiny(dropout=0.5)
+    plain = tiny()
+    plain.load_state_dict(model.state_dict())
+    cond, target = window(2)
+    x_t, t = target.flatten(1), torch.tensor([30, 70])
+    model.train()
+    assert not torch.allclose(model(x_t, t, cond), model(x_t, t, cond))
+    model.eval(), plain.eval()
+    torch.testing.assert_close(model(x_t, t, cond), plain(x_t, t, cond))
+    with pytest.raises(ValueError, match="dropout"):
+        build("tiny", dropout=1.0)
+
+
 def test_presets_are_valid_configs():
     for cfg in PRESETS.values():
         assert dataclasses.replace(cfg) == cfg

@@ -71,6 +71,8 @@ class VQDiffusionConfig:
     aux_weight: float = option(1e-3, "weight of the auxiliary x0 cross-entropy loss")
     adaptive_aux: bool = option(True, "scale the auxiliary loss by (2 - t/T): more weight at low noise")
     importance_sampling: bool = option(True, "sample training times by the running loss (else uniformly)")
+    dropout: float = option(0.0, "dropout on each content block's residual branches and on the condition "
+                                 "features, in training only")
 
     @property
     def num_tokens(self) -> int:
@@ -81,6 +83,8 @@ class VQDiffusionConfig:
                      "mlp_ratio", "cond_width", "cond_depth", "cond_heads", "num_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"VQDiffusionConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"VQDiffusionConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
 PRESETS: dict[str, VQDiffusionConfig] = {
@@ -182,12 +186,13 @@ class ContentBlock(nn.Module):
         self.cross_attn = Attention(cfg.width, cfg.heads, kv_width=cfg.cond_width)
         self.norm_mlp = nn.LayerNorm(cfg.width)
         self.mlp = ConvMLP(cfg.width, cfg.mlp_ratio, cfg.grid, cfg.mlp_conv)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor, cond_kv: KeyValue) -> torch.Tensor:
-        x = x + self.self_attn(self.norm_self(x, time_emb))
+        x = x + self.drop(self.self_attn(self.norm_self(x, time_emb)))
         bias = self.relative_bias() if self.relative_bias is not None else None
-        x = x + self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv, bias=bias)
-        return x + self.mlp(self.norm_mlp(x))
+        x = x + self.drop(self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv, bias=bias))
+        return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 
 class ConditionEncoder(nn.Module):
@@ -200,6 +205,7 @@ class ConditionEncoder(nn.Module):
         self.frame = nn.Embedding(cfg.cond_frames, cfg.cond_width)
         self.layers = nn.ModuleList(EncoderLayer(cfg.cond_width, cfg.cond_heads) for _ in range(cfg.cond_depth))
         self.norm = nn.LayerNorm(cfg.cond_width)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, cond_tokens: torch.Tensor) -> torch.Tensor:
         b, k, h, w = cond_tokens.shape
@@ -208,7 +214,7 @@ class ConditionEncoder(nn.Module):
         x = x.reshape(b, k * h * w, -1)
         for layer in self.layers:
             x = layer(x)
-        return self.norm(x)
+        return self.drop(self.norm(x))
 
 
 @dataclasses.dataclass
