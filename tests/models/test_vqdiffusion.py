@@ -72,8 +72,9 @@ def test_relative_bias_indexes_offsets_between_content_and_condition_positions()
     assert bias[0, 0, 9, 9] == bias[0, 0, 45, 45] and bias[0, 0, 9, 64 + 10] == bias[0, 0, 30, 64 + 31]
 
 
-def test_condition_cache_is_exact():
-    model = tiny().eval()
+@pytest.mark.parametrize("copy_previous", [False, True])
+def test_condition_cache_is_exact(copy_previous):
+    model = tiny(copy_previous=copy_previous).eval()
     cond, target = window(4)
     cache = model.encode_condition(cond)
     t = torch.tensor([99, 40, 3, 0])
@@ -263,6 +264,19 @@ def test_learns_to_continue_a_moving_pattern():
     assert bits.mean() < 0.5 * math.log2(16)
     tokens, _ = model.sample(cond, generator=gen)
     assert (tokens == target).float().mean() > 0.5
+
+
+def test_copy_previous_adds_the_last_condition_frames_code_at_each_place():
+    model = tiny(copy_previous=True)
+    cond, target = window(2)
+    x_t, t = target.flatten(1), torch.tensor([10, 99])
+    seen = {}
+    model.blocks[0].register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))
+    model(x_t, t, cond).logsumexp(-1).sum().backward()
+    added = seen["x"] - model.code(x_t) - model.position.weight
+    torch.testing.assert_close(added, model.previous.weight[cond[:, -1].flatten(1)])
+    assert model.previous.weight.grad is not None and model.previous.weight.grad.abs().sum() > 0
+    assert tiny().previous is None
 
 
 def test_dropout_acts_in_training_only():

@@ -71,6 +71,9 @@ class VQDiffusionConfig:
     aux_weight: float = option(1e-3, "weight of the auxiliary x0 cross-entropy loss")
     adaptive_aux: bool = option(True, "scale the auxiliary loss by (2 - t/T): more weight at low noise")
     importance_sampling: bool = option(True, "sample training times by the running loss (else uniformly)")
+    copy_previous: bool = option(False, "add an embedding of the last condition frame's code at the same place "
+                                        "to each content token's input, so that repeating the previous frame "
+                                        "(most of every next frame) needs no attention")
     dropout: float = option(0.0, "dropout on each content block's residual branches and on the condition "
                                  "features, in training only")
 
@@ -222,6 +225,7 @@ class ConditionCache:
     """The cross-attention keys and values of every block for a batch of conditions."""
 
     kv: list[KeyValue]
+    previous: torch.Tensor | None = None  # (B, N, width): the copy_previous embedding, when the model has one
 
     @property
     def batch_size(self) -> int:
@@ -229,7 +233,9 @@ class ConditionCache:
 
     def repeat_interleave(self, repeats: int) -> "ConditionCache":
         """Each condition ``repeats`` times in a row (several samples per window without re-encoding)."""
-        return ConditionCache([(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in self.kv])
+        previous = self.previous.repeat_interleave(repeats, 0) if self.previous is not None else None
+        return ConditionCache([(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in self.kv],
+                              previous)
 
 
 class VQDiffusion(VideoModelArtefact):
@@ -255,6 +261,7 @@ class VQDiffusion(VideoModelArtefact):
         self.code = nn.Embedding(cfg.codebook_size + 1, cfg.width)
         self.position = nn.Embedding(cfg.num_tokens, cfg.width)
         self.time = nn.Embedding(cfg.num_steps, cfg.width)
+        self.previous = nn.Embedding(cfg.codebook_size, cfg.width) if cfg.copy_previous else None
         self.blocks = nn.ModuleList(ContentBlock(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, cfg.codebook_size)
@@ -276,7 +283,8 @@ class VQDiffusion(VideoModelArtefact):
         """Encode the condition once: every block's cross-attention keys and values."""
         self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
         context = self.condition(cond_tokens)
-        return ConditionCache([block.cross_attn.keys_values(context) for block in self.blocks])
+        previous = self.previous(cond_tokens[:, -1].flatten(1)) if self.previous is not None else None
+        return ConditionCache([block.cross_attn.keys_values(context) for block in self.blocks], previous)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | ConditionCache) -> torch.Tensor:
         """Logits ``(B, N, K)`` of the clean codes given noisy codes ``x_t`` (B, N) in [0, K] at times
@@ -284,6 +292,8 @@ class VQDiffusion(VideoModelArtefact):
         cache = cond if isinstance(cond, ConditionCache) else self.encode_condition(cond)
         positions = self.position.weight[: x_t.shape[1]]
         x = self.code(x_t) + positions
+        if cache.previous is not None:
+            x = x + cache.previous
         time_emb = self.time(t)
         for block, kv in zip(self.blocks, cache.kv):
             x = block(x, time_emb, kv)
@@ -305,8 +315,10 @@ class VQDiffusion(VideoModelArtefact):
         if cached is None or cached[0] != key:
             copy = VQDiffusion(self.config)
             copy.load_state_dict(self.state_dict())
-            for part in (copy.condition, copy.code, copy.position, copy.time, copy.blocks, copy.norm, copy.head):
-                part.to(torch.bfloat16)
+            for part in (copy.condition, copy.code, copy.position, copy.time, copy.previous, copy.blocks, copy.norm,
+                         copy.head):
+                if part is not None:
+                    part.to(torch.bfloat16)
             copy.eval().requires_grad_(False)
             self.__dict__["_bf16_copy"] = cached = (key, copy)  # not a submodule: never saved or trained
         return cached[1], False
