@@ -6,8 +6,9 @@ a fresh ``mmap`` and returns them on ``free``, so every step pays page faults on
 released: measured on the trained small (2-block) Diffusion Reward with the former 1024-code codec,
 2 cores, 117 frames/s with glibc's defaults against 131 with freed blocks kept, one run
 (``benchmarks/reward_throughput.py --allocator both``); with the 128-code ``small`` codec, whose rows
-are 8x narrower, it pays more: 79 against 113 and 91 against 135 frames/s in two runs (the
-frames, the tokens and the encoder's activations are megabytes too).
+are 8x narrower, it pays more: 79 against 113 and 91 against 135 frames/s in two runs; the
+motion reference, plain numpy on the frames, ran 3-4x faster with it in the same runs, so the
+frame-sized arrays pay the page faults too, not only the probability rows.
 :func:`keep_freed_memory` raises the ``mmap`` threshold to 32 MiB and the trim threshold to 1 GiB
 once per process, so the process keeps its peak working set. Set
 ``DIFFUSION_REWARD_MALLOC_TUNING=0`` to leave the allocator alone; on other C libraries it does
