@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     model = load_reward_model(args.model)
     codec = getattr(model, "codec", None)
-    groups = {"train expert": (load_dataset(args.train_data), "expert", "train"),
-              "held-out expert": (load_dataset(args.test_data), "expert", "test"),
-              "held-out random": (load_dataset(args.test_data), "random", "test")}
+    train_data, test_data = load_dataset(args.train_data), load_dataset(args.test_data)
+    groups = {"train expert": (train_data, "expert", "train"),
+              "held-out expert": (test_data, "expert", "test"),
+              "held-out random": (test_data, "random", "test")}
     print(f"{'task':22s} {'group':16s} {'early':>8s} {'late':>8s} {'tokens changed (late)':>22s}", file=sys.stderr)
     for task in args.tasks:
         for name, (data, policy, split) in groups.items():
