@@ -15,7 +15,7 @@ from diffusion_reward.models.codec import VQGAN
 from diffusion_reward.models.video.artefact import CodecMismatchError, load_video_model
 from diffusion_reward.models.video.videogpt import VideoGPT
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion
-from diffusion_reward.train.video import tokenize_episodes
+from diffusion_reward.train.video import shift_windows, tokenize_episodes
 from diffusion_reward.data.episodes import load_dataset
 
 
@@ -130,3 +130,30 @@ def test_token_cache_is_reused_and_keyed_by_codec(setup, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     with pytest.raises(AssertionError):
         tokenize_episodes(Exploding(), data, cache, "fp-b")
+
+
+def test_shift_moves_every_grid_of_a_window_together_and_repeats_the_edges():
+    g = 5
+    window = torch.arange(3 * g * g).reshape(1, 3, g, g).repeat(400, 1, 1, 1)
+    moved = shift_windows(window, 2, generator=torch.Generator().manual_seed(0))
+    seen = set()
+    for original, out in zip(window, moved):
+        # recover (dy, dx) from the first grid's centre value, then check every grid against it
+        centre = int(out[0, 2, 2])
+        dy, dx = 2 - centre // g, 2 - centre % g
+        seen.add((dy, dx))
+        rows = (torch.arange(g) - dy).clamp(0, g - 1)
+        cols = (torch.arange(g) - dx).clamp(0, g - 1)
+        assert torch.equal(out, original[:, rows][:, :, cols])
+    assert seen == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # uniform over the 25 moves
+    assert shift_windows(window, 0) is window
+
+
+def test_shift_option_trains_and_is_recorded_and_a_negative_one_is_refused(setup, capsys):
+    out = train(setup, "shifted", "--steps", "2", "--shift", "1")
+    config = json.loads((setup / "shifted" / "config.json").read_text())
+    assert config["task"]["train"]["shift"] == 1 and (out / "model.safetensors").is_file()
+    args = ["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), "--shift", "-1",
+            "--run-dir", str(setup / "bad-shift")]
+    assert cli.main(args) == 2
+    assert "shift must be >= 0" in capsys.readouterr().err

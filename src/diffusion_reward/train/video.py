@@ -71,6 +71,13 @@ class VideoTrainConfig:
     grid_rows: int = option(6, "held-out windows shown in samples.png")
     grid_samples: int = option(3, "sampled next frames per window in samples.png")
     token_cache: str = option("", "file caching the datasets' codec tokens (default: <run dir>/tokens.safetensors)")
+    shift: int = option(0, "augment each training window by moving all its token grids together by up to this many "
+                           "tokens up/down and left/right (uniform, per window; edge rows and columns repeat), so "
+                           "the model sees the scene at more places than the training episodes show it")
+
+    def __post_init__(self) -> None:
+        if self.shift < 0:
+            raise ValueError(f"VideoTrainConfig.shift must be >= 0, got {self.shift}")
 
 
 # Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
@@ -148,6 +155,19 @@ def tokenize_episodes(codec: Any, dataset: EpisodeDataset, cache: str | os.PathL
 
 def _windows(tokens: Sequence[np.ndarray], length: int, skip: int) -> WindowDataset:
     return WindowDataset(tokens, length=length, skip=skip, pad_start=True, transform=lambda b: b.long())
+
+
+def shift_windows(windows: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Move all token grids of each window ``(B, L, g, g)`` by one random ``(dy, dx)`` in
+    ``[-max_shift, max_shift]``; rows and columns moved in from outside repeat the edge ones."""
+    if max_shift == 0:
+        return windows
+    b, _, g, _ = windows.shape
+    dy, dx = torch.randint(-max_shift, max_shift + 1, (2, b, 1), generator=generator, device=windows.device)
+    grid = torch.arange(g, device=windows.device)[None]
+    rows, cols = (grid - dy).clamp(0, g - 1), (grid - dx).clamp(0, g - 1)
+    gathered = windows.gather(2, rows[:, None, :, None].expand(-1, windows.shape[1], -1, g))
+    return gathered.gather(3, cols[:, None, None, :].expand(-1, windows.shape[1], g, -1))
 
 
 def _evenly(n: int, k: int) -> torch.Tensor:
@@ -259,6 +279,7 @@ class VideoTask(TrainTask):
     def training_step(self, trainer: Trainer, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         raw: VideoModelArtefact = trainer.raw("model")  # type: ignore[assignment]
         k = raw.config.cond_frames
+        batch = shift_windows(batch, self.cfg.shift)
         with trainer.autocast():
             loss, metrics = raw.training_loss(batch[:, :k], batch[:, k], net=trainer.module("model"))
         trainer.optimize("model", loss)
