@@ -15,7 +15,7 @@ from diffusion_reward.models.codec import VQGAN
 from diffusion_reward.models.video.artefact import CodecMismatchError, load_video_model
 from diffusion_reward.models.video.videogpt import VideoGPT
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion
-from diffusion_reward.train.video import shift_windows, tokenize_episodes
+from diffusion_reward.train.video import shift_windows, still_windows, tokenize_episodes
 from diffusion_reward.data.episodes import load_dataset
 
 
@@ -157,3 +157,25 @@ def test_shift_option_trains_and_is_recorded_and_a_negative_one_is_refused(setup
             "--run-dir", str(setup / "bad-shift")]
     assert cli.main(args) == 2
     assert "shift must be >= 0" in capsys.readouterr().err
+
+
+def test_still_windows_repeat_the_last_history_grid_for_about_the_asked_fraction():
+    windows = torch.arange(2000 * 3 * 4).reshape(2000, 3, 2, 2)
+    out = still_windows(windows, 0.25, generator=torch.Generator().manual_seed(0))
+    still = (out == out[:, 1:2]).all(dim=(1, 2, 3))
+    assert 0.2 < still.float().mean() < 0.3
+    # a still window is its last history grid three times; every other window is untouched
+    assert torch.equal(out[still], windows[still][:, 1:2].expand(-1, 3, -1, -1))
+    assert torch.equal(out[~still], windows[~still])
+    assert still_windows(windows, 0.0) is windows
+    assert bool((still_windows(windows, 1.0) == windows[:, 1:2]).all())
+
+
+def test_still_option_is_recorded_and_a_fraction_outside_0_1_is_refused(setup, capsys):
+    out = train(setup, "still", "--steps", "2", "--still", "0.5")
+    config = json.loads((setup / "still" / "config.json").read_text())
+    assert config["task"]["train"]["still"] == 0.5 and (out / "model.safetensors").is_file()
+    args = ["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), "--still", "1.5",
+            "--run-dir", str(setup / "bad-still")]
+    assert cli.main(args) == 2
+    assert "still must be a fraction in [0, 1]" in capsys.readouterr().err

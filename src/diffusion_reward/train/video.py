@@ -76,10 +76,16 @@ class VideoTrainConfig:
                            "the model sees the scene at more places than the training episodes show it; with "
                            "the 128-code small preset, 1 gave reach +0.02-0.04 AUROC and peg-unplug-side -0.09 "
                            "with sampling (README), so it is off by default)")
+    still: float = option(0.0, "augment training by replacing this fraction of windows (at random, per window) with "
+                               "still ones: the window's last history frame repeated as every history frame and as "
+                               "the target, so the model learns that a scene which has not moved stays put wherever "
+                               "the arm is, not only where the training experts stopped (0: off)")
 
     def __post_init__(self) -> None:
         if self.shift < 0:
             raise ValueError(f"VideoTrainConfig.shift must be >= 0, got {self.shift}")
+        if not 0.0 <= self.still <= 1.0:
+            raise ValueError(f"VideoTrainConfig.still must be a fraction in [0, 1], got {self.still}")
 
 
 # Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
@@ -170,6 +176,17 @@ def shift_windows(windows: torch.Tensor, max_shift: int, generator: torch.Genera
     rows, cols = (grid - dy).clamp(0, g - 1), (grid - dx).clamp(0, g - 1)
     gathered = windows.gather(2, rows[:, None, :, None].expand(-1, windows.shape[1], -1, g))
     return gathered.gather(3, cols[:, None, None, :].expand(-1, windows.shape[1], g, -1))
+
+
+def still_windows(windows: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each window ``(B, L, g, g)`` with probability ``fraction`` by a still one: its last
+    history grid (index ``L - 2``) repeated ``L`` times, history and target alike."""
+    if fraction == 0:
+        return windows
+    b, length = windows.shape[:2]
+    pick = torch.rand(b, generator=generator, device=windows.device) < fraction
+    still = windows[:, length - 2:length - 1].expand_as(windows)
+    return torch.where(pick[:, None, None, None], still, windows)
 
 
 def _evenly(n: int, k: int) -> torch.Tensor:
@@ -281,7 +298,7 @@ class VideoTask(TrainTask):
     def training_step(self, trainer: Trainer, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         raw: VideoModelArtefact = trainer.raw("model")  # type: ignore[assignment]
         k = raw.config.cond_frames
-        batch = shift_windows(batch, self.cfg.shift)
+        batch = still_windows(shift_windows(batch, self.cfg.shift), self.cfg.still)
         with trainer.autocast():
             loss, metrics = raw.training_loss(batch[:, :k], batch[:, k], net=trainer.module("model"))
         trainer.optimize("model", loss)
