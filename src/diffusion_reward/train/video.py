@@ -79,7 +79,9 @@ class VideoTrainConfig:
     still: float = option(0.0, "augment training by replacing this fraction of windows (at random, per window) with "
                                "still ones: the window's last history frame repeated as every history frame and as "
                                "the target, so the model learns that a scene which has not moved stays put wherever "
-                               "the arm is, not only where the training experts stopped (0: off)")
+                               "the arm is, not only where the training experts stopped; with the 128-code "
+                               "small preset, 0.25 lifted a held-out resting arm's reward but a random arm's as much "
+                               "and left reach's AUROC within a seed's spread (README), so it is off (0) by default")
 
     def __post_init__(self) -> None:
         if self.shift < 0:
