@@ -149,14 +149,16 @@ def test_shift_moves_every_grid_of_a_window_together_and_repeats_the_edges():
     assert shift_windows(window, 0) is window
 
 
-def test_shift_option_trains_and_is_recorded_and_a_negative_one_is_refused(setup, capsys):
-    out = train(setup, "shifted", "--steps", "2", "--shift", "1")
-    config = json.loads((setup / "shifted" / "config.json").read_text())
-    assert config["task"]["train"]["shift"] == 1 and (out / "model.safetensors").is_file()
-    args = ["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), "--shift", "-1",
-            "--run-dir", str(setup / "bad-shift")]
+@pytest.mark.parametrize("flag, value, bad, message", [("shift", 1, "-1", "shift must be >= 0"),
+                                                     ("still", 0.5, "1.5", "still must be a fraction in [0, 1]")])
+def test_augmentation_option_trains_is_recorded_and_refuses_a_bad_value(setup, capsys, flag, value, bad, message):
+    out = train(setup, flag, "--steps", "2", f"--{flag}", str(value))
+    config = json.loads((setup / flag / "config.json").read_text())
+    assert config["task"]["train"][flag] == value and (out / "model.safetensors").is_file()
+    args = ["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), f"--{flag}", bad,
+            "--run-dir", str(setup / f"bad-{flag}")]
     assert cli.main(args) == 2
-    assert "shift must be >= 0" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_still_windows_repeat_the_last_history_grid_for_about_the_asked_fraction():
@@ -170,12 +172,3 @@ def test_still_windows_repeat_the_last_history_grid_for_about_the_asked_fraction
     assert still_windows(windows, 0.0) is windows
     assert bool((still_windows(windows, 1.0) == windows[:, 1:2]).all())
 
-
-def test_still_option_is_recorded_and_a_fraction_outside_0_1_is_refused(setup, capsys):
-    out = train(setup, "still", "--steps", "2", "--still", "0.5")
-    config = json.loads((setup / "still" / "config.json").read_text())
-    assert config["task"]["train"]["still"] == 0.5 and (out / "model.safetensors").is_file()
-    args = ["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), "--still", "1.5",
-            "--run-dir", str(setup / "bad-still")]
-    assert cli.main(args) == 2
-    assert "still must be a fraction in [0, 1]" in capsys.readouterr().err
