@@ -51,14 +51,19 @@ def project(model, data, camera: str, point: np.ndarray, size: int) -> tuple[flo
     return size / 2 - focal * y / -z, size / 2 + focal * x / -z
 
 
-def test_the_gripper_appears_where_the_camera_projects_it_not_mirrored(env):
-    env.reset(seed=0)
-    model, data = env.simulator.model, env.simulator.data
-    hand = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "hand")
-    gripper = {hand}
+def gripper_bodies(model) -> set[int]:
+    """The hand body and everything attached below it."""
+    gripper = {mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "hand")}
     for body in range(model.nbody):  # parents come before their children in MuJoCo's body order
         if model.body_parentid[body] in gripper:
             gripper.add(body)
+    return gripper
+
+
+def test_the_gripper_appears_where_the_camera_projects_it_not_mirrored(env):
+    env.reset(seed=0)
+    model, data = env.simulator.model, env.simulator.data
+    gripper = gripper_bodies(model)
 
     def shows_gripper(seg: np.ndarray, row: float, col: float) -> bool:
         r, c = int(row), int(col)
@@ -74,6 +79,29 @@ def test_the_gripper_appears_where_the_camera_projects_it_not_mirrored(env):
         assert shows_gripper(seg, SIZE - 1 - row, SIZE - 1 - col)  # rotated 180 degrees
         mirrored_misses += not shows_gripper(seg, SIZE - 1 - row, col)  # a vertical flip would mirror
     assert mirrored_misses >= 1
+
+
+def test_corner2_near_is_corner2_moved_closer_upright_with_a_larger_gripper(env):
+    near = make_env("reach-v3", image_size=SIZE, camera="corner2-near", seed=0)
+    try:
+        near.reset(seed=0)
+        env.reset(seed=0)
+        assert near.camera == "corner2-near" and near.renderer.rotate is True
+        model, data = near.simulator.model, near.simulator.data
+        gripper = gripper_bodies(model)
+
+        def gripper_pixels(e) -> np.ndarray:
+            seg = e.renderer.render_segmentation()
+            return (seg >= 0) & np.isin(e.simulator.model.geom_bodyid[np.maximum(seg, 0)], list(gripper))
+
+        near_mask, far_mask = gripper_pixels(near), gripper_pixels(env)
+        assert near_mask.sum() > 3 * far_mask.sum() > 0
+        row, col = project(model, data, "corner2", data.body("hand").xpos, SIZE)
+        r, c = int(SIZE - 1 - row), int(SIZE - 1 - col)  # rotated 180 degrees, as corner2
+        assert near_mask[max(r - 2, 0):r + 3, max(c - 2, 0):c + 3].any()
+        assert env.simulator.model.cam_pos[model.camera("corner2").id].tolist() == [1.3, -0.2, 1.1]
+    finally:
+        near.close()
 
 
 def test_adroit_top_view_is_upright_with_the_forearm_entering_from_below():

@@ -58,7 +58,7 @@ def make_env(task: str, *, image_size: int = 64, camera: str | None = None, acti
         from diffusion_reward.envs.metaworld import MetaWorldSimulator
 
         simulator = MetaWorldSimulator(spec.name)
-        view: str | FreeCamera = camera
+        view: str | FreeCamera = simulator.camera_view(camera)
     else:
         from diffusion_reward.envs.adroit import FREE_CAMERAS, AdroitSimulator
 
