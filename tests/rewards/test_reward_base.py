@@ -177,6 +177,24 @@ def test_task_statistics_are_saved_with_the_model(tmp_path, toy_model, make_fram
                                   toy_model.rewards(bright[1], task="bright-v3"))
 
 
+def test_the_cameras_a_model_was_fit_on_are_saved_and_checked(tmp_path):
+    model = MotionReward(device="cpu")
+    model.check_camera("reach-v3", "corner2")  # nothing recorded: nothing to check
+    model.cameras = {"reach-v3": ["corner2-near"], "door": ["top"]}
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_reward_model(tmp_path / "m", device="cpu")
+    assert loaded.cameras == model.cameras
+    loaded.check_camera("reach-v3", "corner2-near")
+    loaded.check_camera("reach-v3", None)  # frames of unknown origin (a user's video) pass
+    with pytest.raises(UserError, match=r"reach-v3's frames from camera corner2-near, .* 'corner2'.*--camera corner2-near"):
+        loaded.check_camera("reach-v3", "corner2")
+    loaded.check_camera("drawer-open-v3", "top")  # a task it never saw: any camera it saw
+    with pytest.raises(UserError, match=r"fit on frames from camera corner2-near / top"):
+        loaded.check_camera("drawer-open-v3", "corner2")
+    with pytest.raises(UserError, match="top"):
+        loaded.check_camera("door", "vil_camera")
+
+
 # ---- artefacts and registry ------------------------------------------------------------------
 
 def _trained_rnd(frames):

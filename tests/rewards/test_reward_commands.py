@@ -31,11 +31,12 @@ def dataset(tmp_path_factory):
     w = DatasetWriter(root, {"image_size": SIZE})
     for task in ("a-v3", "b-v3"):
         for i in range(3):
-            w.add(_episode(rng, 200), task=task, policy="expert", split="train", seed=i)
-            w.add(_episode(rng, 40), task=task, policy="random", split="train", seed=i)
-            w.add(_episode(rng, 200), task=task, policy="expert", split="test", seed=10 + i)
-            w.add(_episode(rng, 120), task=task, policy="noisy:0.3", split="test", seed=10 + i)
-            w.add(_episode(rng, 40), task=task, policy="random", split="test", seed=10 + i)
+            w.add(_episode(rng, 200), task=task, policy="expert", split="train", seed=i, camera="cam-" + task)
+            w.add(_episode(rng, 40), task=task, policy="random", split="train", seed=i, camera="cam-" + task)
+            w.add(_episode(rng, 200), task=task, policy="expert", split="test", seed=10 + i, camera="cam-" + task)
+            w.add(_episode(rng, 120), task=task, policy="noisy:0.3", split="test", seed=10 + i, camera="cam-" + task)
+            w.add(_episode(rng, 40), task=task, policy="random", split="test", seed=10 + i, camera="cam-" + task)
+    w.flush()
     return root
 
 
@@ -63,6 +64,8 @@ def test_fit_every_kind_then_evaluate_and_score(dataset, video_dir, tmp_path, ca
     entropy = load_reward_model(tmp_path / "entropy", device="cpu")
     assert entropy.kind == "diffusion" and entropy.stats is not None and entropy.history == 1
     assert sorted(entropy.task_stats) == ["a-v3", "b-v3"]  # one mean and std per task, as the paper does
+    for name in ("entropy", "amp", "rnd"):  # every fitted model remembers the cameras of its videos
+        assert load_reward_model(tmp_path / name, device="cpu").cameras == {"a-v3": ["cam-a-v3"], "b-v3": ["cam-b-v3"]}
     assert load_reward_model(tmp_path / "likelihood", device="cpu").config.variant == "likelihood"
 
     out = tmp_path / "eval"
@@ -118,3 +121,21 @@ def test_fit_reward_sampler_options_reach_the_saved_model(dataset, video_dir, tm
     a, b = load_reward_model(out, device="cpu"), load_reward_model(out, device="cpu")
     b.sample_seed = 123
     np.testing.assert_allclose(a.rewards(frames, raw=True), b.rewards(frames, raw=True), rtol=1e-5)
+
+
+def test_evaluating_on_videos_from_another_camera_is_an_error(dataset, tmp_path, capsys):
+    assert main(["fit-reward", "--kind", "rnd", "--preset", "tiny", "--steps", "2", "--batch-size", "4",
+                 "--data", str(dataset), "--out", str(tmp_path / "rnd")]) == 0
+    other = tmp_path / "other"
+    w = DatasetWriter(other, {"image_size": SIZE})
+    rng = np.random.default_rng(1)
+    for policy in ("expert", "random"):
+        w.add(_episode(rng, 200), task="a-v3", policy=policy, split="test", seed=0, camera="cam-b-v3")
+    w.flush()
+    assert main(["evaluate-reward", "--model", f"rnd={tmp_path / 'rnd'}", "--data", str(other),
+                 "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "a-v3's frames from camera cam-a-v3" in err and "'cam-b-v3'" in err
+    assert not (tmp_path / "eval").exists()
+    assert main(["score", str(tmp_path / "rnd"), str(other), "--out", str(tmp_path / "score")]) == 2
+    assert "'cam-b-v3'" in capsys.readouterr().err

@@ -152,6 +152,16 @@ def test_observations_without_pixels_are_refused(toy_model):
         LearnedRewardWrapper(MovingSquareEnv("state"), toy_model, use_render=True)
 
 
+def test_an_env_rendering_from_another_camera_is_refused(toy_model):
+    env = MovingSquareEnv()
+    env.camera = "side"  # as the project's own environments say which camera they render from
+    toy_model.cameras = {"square-v0": ["top"]}
+    with pytest.raises(UserError, match="LearnedRewardWrapper: fit on frames from camera top"):
+        LearnedRewardWrapper(env, toy_model)
+    env.camera = "top"
+    LearnedRewardWrapper(env, toy_model)
+
+
 def test_frames_of_the_wrong_size_need_resize(toy_model):
     toy_model.image_size = 4
     env = LearnedRewardWrapper(MovingSquareEnv(), toy_model)

@@ -183,3 +183,9 @@ def test_reward_settings_that_cannot_work_are_clear_errors(tmp_path):
         build_reward_terms("mystery", pixels=True, **common)
     terms = build_reward_terms("rnd", pixels=False, rnd_input="pixels", **common)
     assert terms.needs_frame_replay and not terms.needs_episode_frames
+    motion = MotionReward(device="cpu")
+    motion.cameras = {"reach-v3": ["corner2-near"]}
+    motion.save_pretrained(tmp_path / "near")
+    with pytest.raises(UserError, match="--camera corner2-near"):
+        build_reward_terms("motion", pixels=True, reward_model=str(tmp_path / "near"), camera="corner2", **common)
+    build_reward_terms("motion", pixels=True, reward_model=str(tmp_path / "near"), camera="corner2-near", **common)

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = dataset.limit(args.max_episodes)
     if len(dataset) == 0:
         raise UserError(f"{', '.join(args.data)}: no {args.split}-split episodes to evaluate on")
+    for name, model in models.items():
+        model.check_dataset_cameras(dataset.cameras, where=f"{name} ({directories.get(name, 'built in')})")
     run_info = {"models": directories, "data": [str(Path(d).resolve()) for d in args.data], "split": args.split,
                 "task": args.task, "max_episodes": args.max_episodes, "device": args.device}
     result = evaluate_and_write(models, dataset, Path(args.out), run=run_info)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def _load_clips(args: argparse.Namespace, size: int | None) -> list[tuple[str, str, str, object]]:
+def _load_clips(args: argparse.Namespace, model: Any) -> list[tuple[str, str, str, object]]:
     from diffusion_reward.data.episodes import MANIFEST, load_dataset
     from diffusion_reward.errors import UserError
     from diffusion_reward.utils.video_io import read_image_sequence, read_video, resize_center_crop
@@ -35,6 +36,7 @@ def _load_clips(args: argparse.Namespace, size: int | None) -> list[tuple[str, s
         raise UserError(f"{source}: no such file or folder")
     if (source / MANIFEST).is_file():
         ds = load_dataset(source).select(task=args.task, policy=args.policy, split=args.split)
+        model.check_dataset_cameras(ds.cameras, where=str(args.model))
         clips = []
         for i, ep in enumerate(ds):
             if args.max_episodes is not None and i >= args.max_episodes:
@@ -44,6 +46,7 @@ def _load_clips(args: argparse.Namespace, size: int | None) -> list[tuple[str, s
             raise UserError(f"{source}: no episodes match the filters")
         return clips
     frames = read_image_sequence(source) if source.is_dir() else read_video(source, every=args.every)
+    size = model.image_size
     if size is not None and frames.shape[1:3] != (size, size):
         frames = resize_center_crop(frames, size)
     return [(source.stem, "video", "video", frames)]
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from diffusion_reward.utils.progress import progress_bar
 
     model = load_reward_model(args.model, device=args.device)
-    clips = _load_clips(args, model.image_size)
+    clips = _load_clips(args, model)
     out = Path(args.out or Path("runs") / "score" / Path(args.source).stem)
     out.mkdir(parents=True, exist_ok=True)
     rows, curves = [], {}

@@ -296,6 +296,16 @@ class EpisodeDataset(Sequence[Episode]):
         return sorted({e["policy"] for e in self.entries})
 
     @property
+    def cameras(self) -> dict[str, list[str]]:
+        """Task -> the cameras its episodes were rendered from (episodes without one, e.g. imported
+        videos, are left out)."""
+        found: dict[str, set[str]] = {}
+        for e in self.entries:
+            if e.get("camera"):
+                found.setdefault(e["task"], set()).add(str(e["camera"]))
+        return {task: sorted(names) for task, names in sorted(found.items())}
+
+    @property
     def image_size(self) -> int | None:
         return self.attributes.get("image_size")
 

@@ -193,8 +193,9 @@ class RewardModel(abc.ABC):
     Attributes every model has: ``kind`` (its registry name, set by :func:`register_reward`),
     ``history`` (frames before frame ``j`` that reward ``j`` needs), ``image_size`` (required
     frame size, or ``None`` for any), ``device``, ``stats`` and ``task_stats`` (optional
-    standardization, pooled and per task), ``sample_seed`` (seeds :meth:`step_generator`) and
-    ``max_batch`` (windows per :meth:`score_windows` call).
+    standardization, pooled and per task), ``sample_seed`` (seeds :meth:`step_generator`),
+    ``max_batch`` (windows per :meth:`score_windows` call) and ``cameras`` (task -> the cameras of
+    the frames it was fit on, empty when unknown; :meth:`check_camera`).
     """
 
     kind: ClassVar[str] = ""
@@ -207,6 +208,7 @@ class RewardModel(abc.ABC):
         self.stats: RewardStats | None = None
         self.task_stats: dict[str, RewardStats] = {}
         self.sample_seed = 0
+        self.cameras: dict[str, list[str]] = {}
 
     # ---- what a model implements ------------------------------------------------------------
 
@@ -363,7 +365,7 @@ class RewardModel(abc.ABC):
                   "history": self.history, "image_size": self.image_size, "sample_seed": self.sample_seed,
                   "stats": None if self.stats is None else self.stats.to_dict(),
                   "task_stats": {task: stats.to_dict() for task, stats in self.task_stats.items()},
-                  "config": self.config_dict()}
+                  "cameras": self.cameras, "config": self.config_dict()}
         return save_artefact(directory, config, self.state_tensors())
 
     @classmethod
@@ -397,7 +399,33 @@ class RewardModel(abc.ABC):
                             f"got {type(task_stats).__name__}")
         model.task_stats = {str(task): RewardStats.from_dict(value) for task, value in task_stats.items()}
         model.sample_seed = int(meta.get("sample_seed", 0))
+        cameras = meta.get("cameras") or {}
+        if not isinstance(cameras, dict):
+            raise UserError(f"{directory / CONFIG_NAME}: \"cameras\" must map task names to camera lists, "
+                            f"got {type(cameras).__name__}")
+        model.cameras = {str(task): [str(c) for c in names] for task, names in cameras.items()}
         return model
+
+    def check_dataset_cameras(self, cameras: dict[str, list[str]], where: str = "reward model") -> None:
+        """:meth:`check_camera` for every (task, camera) of a dataset (``EpisodeDataset.cameras``)."""
+        for task, names in cameras.items():
+            for camera in names:
+                self.check_camera(task, camera, where)
+
+    def check_camera(self, task: str | None, camera: str | None, where: str = "reward model") -> None:
+        """Raise :class:`UserError` when frames from ``camera`` are not what this model was fit on.
+
+        The reference is the task's own cameras when the model saw the task, else every camera it saw.
+        Nothing is checked when either side is unknown (``camera`` None, or no recorded cameras)."""
+        if camera is None or not self.cameras:
+            return
+        known = self.cameras.get(task) if task is not None else None
+        seen = known if known else sorted({c for names in self.cameras.values() for c in names})
+        if seen and camera not in seen:
+            about = f"{task}'s frames" if known else "frames"
+            raise UserError(f"{where}: fit on {about} from camera {' / '.join(seen)}, but these come from camera "
+                            f"{camera!r}; render from the same camera (e.g. --camera {seen[0]}) or fit a reward "
+                            f"on {camera!r} videos")
 
     # ---- internals -----------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
                                        progress=progress)
         info["stats"] = model.stats.to_dict() if model.stats else None
         info["task_stats"] = {task: stats.to_dict() for task, stats in model.task_stats.items()}
+        model.cameras = experts.cameras
         return model, info
     if kind == "motion":
         from diffusion_reward.rewards.motion import MotionReward
@@ -124,4 +125,5 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
         model = RNDReward(dataclasses.replace(PRESETS[preset], image_size=size, seed=seed), device=device)
         info["final"] = _online_steps(model, positives, None, steps, batch_size, seed, progress)
     info["steps"] = steps
+    model.cameras = experts.cameras
     return model, info

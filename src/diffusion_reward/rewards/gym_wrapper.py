@@ -73,6 +73,12 @@ class LearnedRewardWrapper(gym.Wrapper):
         self._step: int | None = None
         if not use_render:
             self._check_space()
+        # the project's own environments say which camera they render from
+        inner = env.unwrapped
+        spec = getattr(inner, "task_spec", None)
+        camera = getattr(inner, "camera", None)
+        reward_model.check_camera(task or getattr(spec, "name", None), camera if isinstance(camera, str) else None,
+                                  where="LearnedRewardWrapper")
 
     def _check_space(self) -> None:
         space = self.env.observation_space

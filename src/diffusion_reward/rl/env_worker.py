@@ -71,6 +71,7 @@ class EnvInfo:
     action_dim: int
     max_episode_steps: int
     domain: str
+    camera: str  # the camera the frames are rendered from (the task's default resolved)
 
 
 @dataclasses.dataclass
@@ -103,7 +104,7 @@ class _Stepper:
         self.frames: list[np.ndarray] | None = None
         self.info = EnvInfo(tuple(self.env.observation_space.shape), str(self.env.observation_space.dtype),
                             int(self.env.action_space.shape[0]), int(self.env.max_episode_steps),
-                            self.env.task_spec.domain)
+                            self.env.task_spec.domain, self.env.camera)
 
     def reset(self, seed: int, record: bool) -> np.ndarray:
         if record and self.spec.pixels:

@@ -396,7 +396,7 @@ class RLRun:
                 state_dim=info.obs_shape[0] if not self.pixels else 0, task=cfg.task,
                 reward_model=cfg.reward_model, expert_data=cfg.expert_data, alpha=cfg.alpha,
                 bonus_preset=cfg.bonus_preset, rnd_input=cfg.rnd_input, seed=cfg.seed, device=self.device,
-                warn=self.logger.warning)
+                camera=info.camera, warn=self.logger.warning)
         except BaseException:
             self.env.close()
             raise

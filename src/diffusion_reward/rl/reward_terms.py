@@ -218,14 +218,15 @@ def resolve_alpha(method: str, alpha: float | None) -> float:
 def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim: int, task: str,
                        reward_model: str | None = None, expert_data: str | None = None,
                        alpha: float | None = None, bonus_preset: str = "paper", rnd_input: str = "auto",
-                       seed: int = 0, device: str | torch.device = "cpu",
+                       seed: int = 0, device: str | torch.device = "cpu", camera: str | None = None,
                        warn: Callable[[str], None] | None = None) -> RewardTerms:
     """The :class:`RewardTerms` of ``method`` for a run (see ``train-rl --help`` for the methods).
 
     ``reward_model`` is a directory saved with ``save_pretrained`` (required for diffusion, viper
     and motion; optional for amp and rnd, whose saved weights are then the starting point);
     ``expert_data`` the dataset whose expert frames AMP's discriminator learns from. An RND
-    bonus is added whenever ``alpha > 0``.
+    bonus is added whenever ``alpha > 0``. In a pixel run, or for a reward that reads frames, the
+    run's ``camera`` must be one the reward model was fit on (when the model recorded its cameras).
     """
     from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS
     from diffusion_reward.rewards.amp import AMPReward
@@ -255,6 +256,7 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
             raise UserError("--reward sparse uses the environment's success signal only; drop --reward-model")
         loaded = load_reward_model(reward_model, device=device)
         check_size(loaded, reward_model)
+        loaded.check_camera(task, camera, where=str(reward_model))
         if method in DEFAULT_ALPHA and loaded.kind != method and warn is not None:
             warn(f"{reward_model} holds a {loaded.kind!r} reward model; using it as the {method!r} reward")
 
