@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from diffusion_reward.data.episodes import DatasetWriter, Episode
 from diffusion_reward.errors import UserError
 from diffusion_reward.rewards import MotionReward
 from diffusion_reward.rl.replay import ReplayBuffer
@@ -189,3 +190,13 @@ def test_reward_settings_that_cannot_work_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="--camera corner2-near"):
         build_reward_terms("motion", pixels=True, reward_model=str(tmp_path / "near"), camera="corner2", **common)
     build_reward_terms("motion", pixels=True, reward_model=str(tmp_path / "near"), camera="corner2-near", **common)
+    # AMP's expert frames must come from the run's camera too
+    writer = DatasetWriter(tmp_path / "experts", {"image_size": 16})
+    frames = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    writer.add(Episode(frames=frames), task="reach-v3", policy="expert", split="train", seed=0, camera="corner2-near")
+    writer.flush()
+    amp_args = {"image_size": 16, "state_dim": 39, "task": "reach-v3", "expert_data": str(tmp_path / "experts"),
+                "bonus_preset": "tiny", "alpha": 0.0}
+    with pytest.raises(UserError, match="--expert-data .*reach-v3's frames from camera corner2-near"):
+        build_reward_terms("amp", pixels=True, camera="corner2", **amp_args)
+    build_reward_terms("amp", pixels=True, camera="corner2-near", **amp_args)

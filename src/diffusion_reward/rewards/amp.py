@@ -114,6 +114,7 @@ class AMPReward(OnlineRewardModel):
                                 f"to use as AMP expert frames (the dataset has policies {source.policies}, "
                                 f"tasks {source.tasks})")
             clips: Sequence[Any] = list(picked)
+            self.cameras = picked.cameras or self.cameras  # the expert frames now define the expert look
         elif isinstance(source, (np.ndarray, torch.Tensor)):
             clips = [source]
         else:

@@ -285,6 +285,7 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
             amp = AMPReward(dataclasses.replace(AMP_PRESETS[bonus_preset], image_size=image_size, seed=seed),
                             device=device)
             _attach_expert(amp, expert_data, task)
+        amp.check_camera(task, camera, where=f"--expert-data {expert_data}")
         bonuses.append(Bonus("model", amp, reads_frames=True))
     else:
         if loaded is None:
