@@ -113,7 +113,8 @@ class RLConfig:
     num_seed_frames: int = option(4000, "environment frames collected before the first update")
     action_repeat: int = option(2, "simulator steps per agent step (each action is repeated)")
     image_size: int = option(64, "side of the square rendered frames")
-    camera: str | None = option(None, "camera to render from (default: the task's)")
+    camera: str | None = option(None, "camera to render from (default: the task's); must be the camera the "
+                                      "reward model's videos came from")
     max_episode_steps: int | None = option(None, "episode length in agent steps (default: the task's, 100 for "
                                                  "MetaWorld)")
     frame_stack: int = option(1, "frames stacked into one pixel observation (the paper uses 1)")
