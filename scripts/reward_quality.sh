@@ -5,20 +5,23 @@
 # About 90 minutes on 2 quiet CPU cores: data ~8 min, codec ~6, VQ-Diffusion ~15, VideoGPT ~20,
 # reward models ~3, and the evaluation of 490 held-out episodes with every row ~40 (41 min measured).
 # Usage: bash scripts/reward_quality.sh [DATA_DIR] [RUNS_DIR]
+# CAMERA=corner2-near renders every episode from that camera (default: the tasks' own, corner2).
 set -euo pipefail
 DATA=${1:-data/mw}
 RUNS=${2:-runs}
 DR=${DR:-.venv/bin/diffusion-reward}
+CAM=()
+if [ -n "${CAMERA:-}" ]; then CAM=(--camera "$CAMERA"); fi
 stage() { echo "[reward_quality] $(date -u +%H:%M:%S) $*"; }
 
 stage "expert episodes (20 train + 20 held-out per task)"
-$DR collect --suite metaworld-paper --episodes 20 --test-episodes 20 --out "$DATA" --no-progress
+$DR collect --suite metaworld-paper --episodes 20 --test-episodes 20 "${CAM[@]}" --out "$DATA" --no-progress
 stage "held-out random (20 per task) and noisy-expert (10 per task and noise level) episodes"
-$DR collect --suite metaworld-paper --policy random --episodes 0 --test-episodes 20 --out "$DATA" --no-progress
+$DR collect --suite metaworld-paper --policy random --episodes 0 --test-episodes 20 "${CAM[@]}" --out "$DATA" --no-progress
 $DR collect --suite metaworld-paper --policy noisy:0.1 noisy:0.3 noisy:1.0 --episodes 0 \
-    --test-episodes 10 --out "$DATA" --no-progress
+    --test-episodes 10 "${CAM[@]}" --out "$DATA" --no-progress
 stage "train-split random episodes (AMP's negatives)"
-$DR collect --suite metaworld-paper --policy random --episodes 5 --out "$DATA" --no-progress
+$DR collect --suite metaworld-paper --policy random --episodes 5 "${CAM[@]}" --out "$DATA" --no-progress
 
 stage "codec"
 $DR train-codec --data "$DATA" --preset small --foreground-weight 3 --run-dir "$RUNS/codec" --no-progress

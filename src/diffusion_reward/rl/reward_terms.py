@@ -225,8 +225,8 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
     ``reward_model`` is a directory saved with ``save_pretrained`` (required for diffusion, viper
     and motion; optional for amp and rnd, whose saved weights are then the starting point);
     ``expert_data`` the dataset whose expert frames AMP's discriminator learns from. An RND
-    bonus is added whenever ``alpha > 0``. In a pixel run, or for a reward that reads frames, the
-    run's ``camera`` must be one the reward model was fit on (when the model recorded its cameras).
+    bonus is added whenever ``alpha > 0``. The run's ``camera`` must be one that the reward model's
+    videos (and AMP's expert data) came from, where they record it.
     """
     from diffusion_reward.rewards.amp import PRESETS as AMP_PRESETS
     from diffusion_reward.rewards.amp import AMPReward
