@@ -68,17 +68,16 @@ class MetaWorldSimulator:
 
     def camera_view(self, camera: str) -> str:
         """The model camera to render ``camera`` from, after moving it when it is a moved camera."""
-        import mujoco
+        from diffusion_reward.envs.rendering import model_cameras
 
+        names = model_cameras(self.model)
         if camera not in MOVED_CAMERAS:
-            if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
-                names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
+            if camera not in names:
                 raise UserError(f"camera {camera!r} is not a MetaWorld camera; choose one of "
                                 f"{names + list(MOVED_CAMERAS)}")
             return camera
         base, position = MOVED_CAMERAS[camera]
-        index = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, base)
-        self.model.cam_pos[index] = position
+        self.model.cam_pos[names.index(base)] = position
         return base
 
     def close(self) -> None:

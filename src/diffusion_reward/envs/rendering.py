@@ -210,6 +210,11 @@ class RenderSettings:
             raise ValueError("RenderSettings: shadows need a shadow map; give shadow_size > 0 or None")
 
 
+def model_cameras(model: Any) -> list[str]:
+    """The names of the cameras defined in a MuJoCo model, in model order."""
+    return [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
+
+
 @dataclass(frozen=True)
 class FreeCamera:
     """A camera that is not in the model: looks at ``lookat`` from ``distance`` metres (angles in degrees)."""
@@ -278,8 +283,8 @@ class FrameRenderer:
             cam.distance, cam.azimuth, cam.elevation = camera.distance, camera.azimuth, camera.elevation
             self._camera: Any = cam
         else:
-            if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
-                names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
+            names = model_cameras(model)
+            if camera not in names:
                 raise UserError(f"camera {camera!r} is not in this model; its cameras are {names}")
             self._camera = camera
         try:
