@@ -15,7 +15,8 @@ wrapper counts the time limit in agent steps.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 from gymnasium import spaces
@@ -24,13 +25,25 @@ from diffusion_reward.errors import UserError
 
 _NO_PATH_LIMIT = 1 << 30
 
-# Cameras that are one of the model's cameras moved to another position (orientation kept).
+
+@dataclass(frozen=True)
+class CameraView:
+    """A camera name that renders one of the model's cameras, moved and/or with the goal marker enlarged."""
+
+    base: str  # the model camera rendered from (its orientation is kept)
+    position: tuple[float, float, float] | None = None  # where the camera is moved (None: where it is)
+    goal_scale: float = 1.0  # the task's ``goal`` site (a visual marker, no collision) drawn this many times larger
+
+
 # ``corner2-near``: corner2 moved from (1.3, -0.2, 1.1) to (0.75, 0.075, 0.7), about half the
 # distance to the table, the placement used by the DrQ-v2 / VIPER line of MetaWorld pixel
-# benchmarks. At 64x64 the arm covers 3.4x as many pixels and reach's goal is visible; the
-# README ("Cameras") has what it does to the rewards (corner2 stays the default).
-MOVED_CAMERAS: dict[str, tuple[str, tuple[float, float, float]]] = {
-    "corner2-near": ("corner2", (0.75, 0.075, 0.7)),
+# benchmarks. At 64x64 the arm covers 3.4x as many pixels and reach's goal is visible.
+# ``corner2-goal``: corner2 with the goal marker drawn 3x its size (reach's 2 cm sphere covers 1
+# pixel of a 64x64 frame from corner2, 10 pixels at 3x). The README ("Cameras") has what each does
+# to the rewards.
+CAMERA_VIEWS: dict[str, CameraView] = {
+    "corner2-near": CameraView("corner2", position=(0.75, 0.075, 0.7)),
+    "corner2-goal": CameraView("corner2", goal_scale=3.0),
 }
 
 
@@ -52,6 +65,8 @@ class MetaWorldSimulator:
         env.max_path_length = _NO_PATH_LIMIT
         self.env = env
         self.model, self.data = env.model, env.data
+        self._goal_site = self.model.site("goal").id if "goal" in _site_names(self.model) else None
+        self._goal_size = None if self._goal_site is None else self.model.site_size[self._goal_site].copy()
         box = env.sawyer_observation_space
         self.state_space = spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=env.action_space.shape, dtype=np.float32)
@@ -67,21 +82,29 @@ class MetaWorldSimulator:
         return state.astype(np.float32), float(reward), bool(info["success"])
 
     def camera_view(self, camera: str) -> str:
-        """The model camera to render ``camera`` from, after moving it when it is a moved camera."""
+        """The model camera to render ``camera`` from, after moving it (and resizing the goal marker)
+        when ``camera`` is one of :data:`CAMERA_VIEWS`."""
         from diffusion_reward.envs.rendering import model_cameras
 
         names = model_cameras(self.model)
-        if camera not in MOVED_CAMERAS:
+        view = CAMERA_VIEWS.get(camera)
+        if view is None:
             if camera not in names:
                 raise UserError(f"camera {camera!r} is not a MetaWorld camera; choose one of "
-                                f"{names + list(MOVED_CAMERAS)}")
-            return camera
-        base, position = MOVED_CAMERAS[camera]
-        self.model.cam_pos[names.index(base)] = position
-        return base
+                                f"{names + list(CAMERA_VIEWS)}")
+            view = CameraView(camera)
+        if view.position is not None:
+            self.model.cam_pos[names.index(view.base)] = view.position
+        if self._goal_site is not None:
+            self.model.site_size[self._goal_site] = self._goal_size * view.goal_scale
+        return view.base
 
     def close(self) -> None:
         self.env.close()
+
+
+def _site_names(model: Any) -> list[str]:
+    return [model.site(i).name for i in range(model.nsite)]
 
 
 def expert_for(task: str) -> Callable[[np.ndarray], np.ndarray]:
