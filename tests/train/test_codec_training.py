@@ -16,7 +16,7 @@ from diffusion_reward import cli
 from diffusion_reward.data.episodes import DatasetError, DatasetWriter, Episode
 from diffusion_reward.models.codec import PRESETS, VQGAN, CodecConfig
 from diffusion_reward.train.codec import (TRAIN_PRESETS, CodecTrainConfig, foreground_mask, static_scene,
-                                          train_codec, weighted_mean)
+                                          token_stability, train_codec, weighted_mean)
 from diffusion_reward.train.data import FrameDataset, WindowDataset, load_frames
 
 
@@ -73,6 +73,27 @@ def test_weighted_mean_counts_weighted_pixels_more() -> None:
     assert float(plain) == pytest.approx(0.25) and float(weighted_mean(values, weighted)) == pytest.approx(4 / 7)
 
 
+def test_token_stability_counts_code_changes_and_those_of_unchanged_cells() -> None:
+    frames = np.zeros((3, 64, 64, 3), np.uint8)
+    frames[1:, :8, :8] = 200  # cell (0, 0) changes at step 1, nothing at step 2
+    codes = torch.zeros(3, 8, 8, dtype=torch.int64)
+    codes[1:, 0, 0] = 1  # the changed cell is recoded: information
+    codes[1:, 0, 1] = 2  # its unchanged neighbour too: flicker
+    codes[2, 5, 5] = 3  # an unchanged cell recoded in a still frame: flicker
+
+    class HandMadeCodec:
+        config = CodecConfig(codebook_size=8)
+
+        def encode_frames(self, f: np.ndarray) -> torch.Tensor:
+            assert f.shape == frames.shape
+            return codes
+
+    stats = token_stability(HandMadeCodec(), [frames, frames[:1]])  # a 1-frame episode has no step: skipped
+    assert stats["tokens_changed_per_step"] == pytest.approx(3 / 2)
+    assert stats["token_flicker"] == pytest.approx(2 / (63 + 64))
+    assert token_stability(HandMadeCodec(), [frames[:1]]) == {}
+
+
 def test_foreground_weighting_trains_and_the_foreground_psnr_is_reported(squares, tmp_path, capsys, caplog) -> None:
     out = tmp_path / "codec"
     rc = cli.main(["train-codec", "--data", str(squares), "--preset", "tiny", "--steps", "3", "--batch-size", "4",
@@ -121,6 +142,8 @@ def test_train_codec_command_writes_a_loadable_model(squares, tmp_path, capsys) 
                 "test_random/psnr"):
         assert np.isfinite(metrics[key]), key
     assert metrics["steps"] == 4 and metrics["test_episodes"] == 1 and metrics["train_frames"] == 36
+    assert 0 <= metrics["test/token_flicker"] <= 1 and 0 <= metrics["test/tokens_changed_per_step"] <= 64
+    assert "codes changed per step" in printed
     assert metrics["test/frames"] == 12 and metrics["test_random/frames"] == 12
     assert codec.extra["metrics"]["test/psnr"] == metrics["test/psnr"]
     grid = np.asarray(Image.open(out / "reconstructions.png"))
