@@ -144,3 +144,35 @@ def test_bf16_rewards_read_the_same_codes_the_video_model_was_trained_on(codec, 
     assert seen and not any(seen)
     cond, _ = model.window_tokens(np.stack([frames[i:i + 2] for i in range(11)]))
     np.testing.assert_array_equal(cond[:, 1].numpy(), encode(frames[1:12]).numpy())
+
+
+def _one_cell_moves(t=5, size=16, seed=3):
+    """Random frames whose only change along the episode is the top-left 8x8 cell at every step."""
+    frames = np.repeat(np.random.default_rng(seed).integers(0, 255, (1, size, size, 3), dtype=np.uint8), t, axis=0)
+    frames[:, :8, :8] = np.random.default_rng(seed + 1).integers(0, 255, (t, 8, 8, 3), dtype=np.uint8)
+    return frames
+
+
+def test_sticky_codes_keep_the_code_of_every_unchanged_cell_in_reward_windows(codec, monkeypatch):
+    torch.manual_seed(1)
+    net = vqdiffusion.build("tiny", codebook_size=codec.config.codebook_size, grid=codec.config.token_grid,
+                            sticky_codes=True)
+    model = DiffusionReward(codec, net, DiffusionRewardConfig(variant="likelihood", bf16=False), device="cpu")
+    frames = _one_cell_moves()
+    fresh = codec.encode_frames(frames)
+    flicker = torch.zeros_like(fresh)
+    flicker[:, 1, 1] = torch.arange(len(frames)) % codec.config.codebook_size  # an unchanged cell recoded
+    monkeypatch.setattr(codec, "encode_frames", lambda f, *a, **k: (fresh + flicker)[
+        [int(np.flatnonzero((frames == x).all(axis=(1, 2, 3)))[0]) for x in f]])
+    windows = np.stack([frames[[0, 1, 2]], frames[[2, 3, 4]]])
+    cond, target = model.window_tokens(windows)
+    tokens = torch.cat([cond, target[:, None]], dim=1)  # (2 windows, 3 frames, 2, 2)
+    for w, steps in enumerate(([0, 1, 2], [2, 3, 4])):
+        np.testing.assert_array_equal(tokens[w, 0], (fresh + flicker)[steps[0]])  # a window's first frame: its own
+        for i in (1, 2):
+            assert tokens[w, i, 0, 0] == (fresh + flicker)[steps[i], 0, 0]  # the cell that moved: recoded
+            np.testing.assert_array_equal(tokens[w, i].flatten()[1:], tokens[w, 0].flatten()[1:])  # the rest kept
+    r = model.rewards(frames)  # the whole episode and window by window agree with sticky codes too
+    for j in range(len(frames)):
+        idx = np.clip(np.arange(j - model.history, j + 1), 0, None)
+        assert model.rewards_window(frames[idx], j) == pytest.approx(r[j], rel=1e-4, abs=1e-3)

@@ -172,3 +172,27 @@ def test_still_windows_repeat_the_last_history_grid_for_about_the_asked_fraction
     assert still_windows(windows, 0.0) is windows
     assert bool((still_windows(windows, 1.0) == windows[:, 1:2]).all())
 
+
+
+def test_sticky_training_windows_keep_the_codes_of_unchanged_cells(setup):
+    from diffusion_reward.models.codec import unchanged_cells
+    from diffusion_reward.train.video import _windows
+
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    frames[2:, 8:, 8:] = 255  # cell (1, 1) changes at step 2; nothing else ever changes
+    same = unchanged_cells(frames, 2)
+    assert not same[0].any() and same[1].all() and same[3].all()
+    assert same[2].sum() == 3 and not same[2, 1, 1]
+    assert unchanged_cells(frames, 2, skip=2)[2].sum() == 3 and not unchanged_cells(frames, 2, skip=2)[:2].any()
+    codes = np.arange(4 * 4).reshape(4, 2, 2)  # a new code everywhere at every step: all flicker but one
+    plain = _windows([codes], 3, 1).get_batch(torch.arange(4))
+    sticky = _windows([codes], 3, 1, [same]).get_batch(torch.arange(4))
+    assert torch.equal(plain, torch.from_numpy(codes[np.clip(np.arange(4)[:, None] + np.arange(-2, 1), 0, None)]))
+    # window ending at step 3 = frames (1, 2, 3): frame 1 keeps its codes, frame 2 recodes only the changed cell
+    # and frame 3 changes nothing, so it carries frame 2's (kept) codes
+    w = sticky[3]
+    assert torch.equal(w[0], torch.from_numpy(codes[1]))
+    assert torch.equal(w[1], torch.tensor([[4, 5], [6, 11]])) and torch.equal(w[2], w[1])
+    # a whole run with the option: recorded in the model's config, which the reward then follows
+    out = train(setup, "sticky", "--steps", "2", "--sticky-codes")
+    assert VQDiffusion.from_pretrained(out).config.sticky_codes is True

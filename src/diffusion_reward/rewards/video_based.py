@@ -27,7 +27,7 @@ import torch
 
 from diffusion_reward.config import from_dict, to_dict
 from diffusion_reward.errors import UserError
-from diffusion_reward.models.codec import CodecConfig, VQGAN
+from diffusion_reward.models.codec import VQGAN, CodecConfig, keep_unchanged_codes, unchanged_cells
 from diffusion_reward.rewards.base import RewardModel
 from diffusion_reward.utils.allocator import keep_freed_memory
 from diffusion_reward.utils.checkpoint import CONFIG_NAME, read_json
@@ -84,6 +84,11 @@ class VideoModelReward(RewardModel):
         # of held-out MetaWorld frames came out different (near-ties of the nearest-code search)
         codes = self.codec.encode_frames(frames[uniq])
         tokens = codes[torch.from_numpy(inverse)].view(n, len(used), *codes.shape[1:])
+        if getattr(self.video.config, "sticky_codes", False):  # as the model's training windows were made
+            grid = codes.shape[-1]
+            same = unchanged_cells(frames, grid, 1).reshape(n, len(used), grid, grid)
+            same[:, 0] = False  # each window's first frame keeps its own codes
+            tokens = keep_unchanged_codes(tokens, torch.from_numpy(same))
         cond = tokens[:, : len(cond_pos)].to(self.device)
         target = tokens[:, -1].to(self.device) if target_pos is not None else None
         return cond, target

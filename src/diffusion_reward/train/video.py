@@ -33,6 +33,7 @@ import torch
 from diffusion_reward.config import option, to_dict
 from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_filter
 from diffusion_reward.errors import UserError
+from diffusion_reward.models.codec.vqgan import keep_unchanged_codes, unchanged_cells
 from diffusion_reward.models.video import videogpt, vqdiffusion
 from diffusion_reward.models.video.artefact import VideoModelArtefact, codec_reference
 from diffusion_reward.models.video.videogpt import VideoGPT, VideoGPTConfig
@@ -163,8 +164,20 @@ def tokenize_episodes(codec: Any, dataset: EpisodeDataset, cache: str | os.PathL
     return [cached[key].numpy() for key in keys]
 
 
-def _windows(tokens: Sequence[np.ndarray], length: int, skip: int) -> WindowDataset:
-    return WindowDataset(tokens, length=length, skip=skip, pad_start=True, transform=lambda b: b.long())
+def _windows(tokens: Sequence[np.ndarray], length: int, skip: int,
+             same: Sequence[np.ndarray] | None = None) -> WindowDataset:
+    """Windows of token grids; with ``same`` (per episode, :func:`unchanged_cells`) each window's
+    unchanged cells keep the previous frame's code (``sticky_codes``)."""
+    if same is None:
+        return WindowDataset(tokens, length=length, skip=skip, pad_start=True, transform=lambda b: b.long())
+    items = [np.stack([t.astype(np.int16), m.astype(np.int16)], axis=1) for t, m in zip(tokens, same)]
+    return WindowDataset(items, length=length, skip=skip, pad_start=True,
+                         transform=lambda b: keep_unchanged_codes(b[:, :, 0].long(), b[:, :, 1].bool()))
+
+
+def unchanged_masks(dataset: EpisodeDataset, grid: int, skip: int) -> list[np.ndarray]:
+    """:func:`unchanged_cells` of every episode of ``dataset``, in order."""
+    return [unchanged_cells(dataset[i].frames, grid, skip) for i in range(len(dataset))]
 
 
 def shift_windows(windows: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -385,8 +398,11 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     codec_net.eval()
     tokens = {name: tokenize_episodes(codec_net, eps, cache, reference["fingerprint"]) if len(eps) else []
               for name, eps in (("train", train_eps), ("test", test_eps), ("compare", compare_eps))}
-    train_data = _windows(tokens["train"], k + 1, skip)
-    held = _windows(tokens["test"], k + 1, skip) if tokens["test"] else None
+    grid = codec_net.config.token_grid
+    same = {name: unchanged_masks(eps, grid, skip) if model_config.sticky_codes and len(eps) else None
+            for name, eps in (("train", train_eps), ("test", test_eps), ("compare", compare_eps))}
+    train_data = _windows(tokens["train"], k + 1, skip, same["train"])
+    held = _windows(tokens["test"], k + 1, skip, same["test"]) if tokens["test"] else None
     if held is None:
         log.warning("no split=test episodes: the held-out scores are skipped and samples.png shows training windows")
     periodic = held.get_batch(_evenly(len(held), train_config.periodic_eval_windows)) if held else None
@@ -410,7 +426,8 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
             net.eval()
             with trainer.ema_weights():
                 metrics = _final_scores(net, train_config, train_data, held,
-                                        _windows(tokens["compare"], k + 1, skip) if tokens["compare"] else None,
+                                        _windows(tokens["compare"], k + 1, skip, same["compare"])
+                                        if tokens["compare"] else None,
                                         amp=trainer_config.bf16)
                 grid = _grid(net, codec_net, train_config, test_eps if held else train_eps,
                              tokens["test"] if held else tokens["train"], k, skip)
@@ -462,7 +479,11 @@ def _grid(net: VideoModelArtefact, codec: Any, cfg: VideoTrainConfig, episodes: 
         pos = [max(0, end - (k - j) * skip) for j in range(k + 1)]
         rows_frames.append(frames[pos])
         rows_tokens.append(torch.from_numpy(tokens[i][pos].astype(np.int64)))
-    return sample_grid(net, codec, np.stack(rows_frames), torch.stack(rows_tokens), samples=cfg.grid_samples,
+    windows = torch.stack(rows_tokens)
+    if net.config.sticky_codes:  # the rows' frames are the windows: compare each with the one before
+        same = np.stack([unchanged_cells(f, net.config.grid, 1) for f in rows_frames])
+        windows = keep_unchanged_codes(windows, torch.from_numpy(same))
+    return sample_grid(net, codec, np.stack(rows_frames), windows, samples=cfg.grid_samples,
                        stride=cfg.eval_stride)
 
 

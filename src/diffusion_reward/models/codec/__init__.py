@@ -11,8 +11,8 @@ Public API::
 """
 
 from diffusion_reward.models.codec.quantizer import Quantized, VectorQuantizer
-from diffusion_reward.models.codec.vqgan import (PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr,
-                                                 tensor_to_frames)
+from diffusion_reward.models.codec.vqgan import (PRESETS, VQGAN, CodecConfig, frames_to_tensor,
+                                                 keep_unchanged_codes, psnr, tensor_to_frames, unchanged_cells)
 
 __all__ = ["VQGAN", "CodecConfig", "PRESETS", "Quantized", "VectorQuantizer", "frames_to_tensor",
-           "tensor_to_frames", "psnr"]
+           "tensor_to_frames", "psnr", "unchanged_cells", "keep_unchanged_codes"]

@@ -97,6 +97,28 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def unchanged_cells(frames: np.ndarray, grid: int, skip: int = 1) -> np.ndarray:
+    """``bool (T, grid, grid)``: whether each token cell of frame ``t`` is pixel-identical to the same
+    cell of frame ``t - skip`` of ``uint8 (T, H, W, 3)`` frames (False for ``t < skip``)."""
+    t, h, w, c = frames.shape
+    cells = frames.reshape(t, grid, h // grid, grid, w // grid, c)
+    same = np.zeros((t, grid, grid), dtype=bool)
+    if t > skip:
+        same[skip:] = (cells[skip:] == cells[:-skip]).all(axis=(2, 4, 5))
+    return same
+
+
+def keep_unchanged_codes(codes: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """Codes ``(B, L, g, g)`` of windows of ``L`` frames in which a cell marked in ``same[:, i]`` (its
+    pixels equal those of frame ``i - 1`` of the window) keeps frame ``i - 1``'s code, so that codes
+    change only where the picture did. Window by window: frame 0 of a window keeps its own codes."""
+    out = codes.clone()
+    same = same.to(torch.bool)
+    for i in range(1, out.shape[1]):
+        out[:, i] = torch.where(same[:, i], out[:, i - 1], out[:, i])
+    return out
+
+
 class GroupNorm(nn.GroupNorm):
     """GroupNorm computed in float32 whatever the autocast setting, returned in the input's dtype.
 

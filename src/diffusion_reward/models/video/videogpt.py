@@ -32,6 +32,9 @@ class VideoGPTConfig:
     grid: int = option(8, "codes per side of one frame's token grid (8 for 64x64 frames)")
     cond_frames: int = option(2, "k, the number of previous frames the next frame is conditioned on")
     frame_skip: int = option(1, "frames between consecutive frames of a window (1: adjacent frames)")
+    sticky_codes: bool = option(False, "a token cell whose pixels equal those of the window's previous frame keeps "
+                                       "that frame's code, in training and reward windows alike: codes change only "
+                                       "where the picture did (train-codec's token_flicker measures the rest)")
     width: int = option(512, "transformer width")
     depth: int = option(8, "transformer layers")
     heads: int = option(8, "attention heads")
