@@ -11,7 +11,8 @@ discriminator's loss never reaches the codec). :func:`train_codec` reads the epi
 datasets, trains through the shared :class:`~diffusion_reward.train.trainer.Trainer`, and
 writes the artefact directory: ``config.json`` + ``model.safetensors`` (load with
 ``VQGAN.from_pretrained``), ``metrics.json`` (PSNR on train and held-out frames, codebook usage
-and perplexity; the codes' stability along held-out videos, :func:`token_stability`) and ``reconstructions.png`` (held-out originals above their reconstructions).
+and perplexity; the codes' stability along held-out videos, :func:`token_stability`) and
+``reconstructions.png`` (held-out originals above their reconstructions).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from diffusion_reward.models.codec.losses import (adaptive_gan_weight, hinge_dis
                                                   hinge_generator_loss, l1_loss)
 from diffusion_reward.models.codec.lpips import LPIPS, find_lpips_weights, load_lpips
 from diffusion_reward.models.codec.vqgan import (PRESETS, VQGAN, CodecConfig, frames_to_tensor, psnr,
-                                                 tensor_to_frames)
+                                                 tensor_to_frames, unchanged_cells)
 from diffusion_reward.train.data import FrameDataset, load_frames
 from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
                                             resolve_precision)
@@ -316,14 +317,12 @@ def token_stability(model: VQGAN, episodes: Sequence[np.ndarray]) -> dict[str, f
         if len(frames) < 2:
             continue
         codes = model.encode_frames(frames).numpy()
-        t, h, w, c = frames.shape
-        cells = frames.reshape(t, grid, h // grid, grid, w // grid, c)
-        same = (cells[1:] == cells[:-1]).all(axis=(2, 4, 5))  # (T-1, grid, grid)
+        same = unchanged_cells(frames, grid)[1:]  # (T-1, grid, grid)
         moved = codes[1:] != codes[:-1]
         changed += int(moved.sum())
         flicker += int((moved & same).sum())
         still += int(same.sum())
-        steps += t - 1
+        steps += len(frames) - 1
     if steps == 0:
         return {}
     return {"tokens_changed_per_step": changed / steps, "token_flicker": flicker / max(still, 1)}
