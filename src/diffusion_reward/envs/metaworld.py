@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from gymnasium import spaces
@@ -53,6 +53,7 @@ class MetaWorldSimulator:
     domain = "metaworld"
 
     def __init__(self, task: str) -> None:
+        import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
         env = ALL_V3_ENVIRONMENTS[task]()
@@ -65,7 +66,8 @@ class MetaWorldSimulator:
         env.max_path_length = _NO_PATH_LIMIT
         self.env = env
         self.model, self.data = env.model, env.data
-        self._goal_site = self.model.site("goal").id if "goal" in _site_names(self.model) else None
+        goal = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "goal")  # -1: this task has none
+        self._goal_site = goal if goal >= 0 else None
         self._goal_size = None if self._goal_site is None else self.model.site_size[self._goal_site].copy()
         box = env.sawyer_observation_space
         self.state_space = spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
@@ -101,10 +103,6 @@ class MetaWorldSimulator:
 
     def close(self) -> None:
         self.env.close()
-
-
-def _site_names(model: Any) -> list[str]:
-    return [model.site(i).name for i in range(model.nsite)]
 
 
 def expert_for(task: str) -> Callable[[np.ndarray], np.ndarray]:
