@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("score", "per-step rewards of a video file or dataset, as CSV and a plot"),
     "evaluate-reward": ("evaluate_reward", "compare reward models on expert, noisy and random episodes"),
     "train-rl": ("train_rl", "train a DrQ-v2 agent with a learned or baseline reward"),
+    "benchmark-rl": ("benchmark_rl", "run an RL benchmark grid (tasks x rewards x seeds) and record every cell"),
     "plot-rl": ("plot_rl", "compare train-rl runs: success against frames per task and reward, seeds averaged"),
     "demo": ("demo", "the end-to-end demo: data, codec, video model, rewards, RL, report"),
 }

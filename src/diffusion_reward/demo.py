@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -172,13 +171,9 @@ def _time_left(expected: dict[str, float] | None, done: dict[str, float], remain
 
 
 def machine_summary() -> dict[str, Any]:
-    import os
+    from diffusion_reward.utils.provenance import machine
 
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "cuda": torch.cuda.is_available(),
-            "platform": platform.platform()}
+    return machine()
 
 
 # ---- the stages ------------------------------------------------------------------------------------

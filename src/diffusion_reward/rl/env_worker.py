@@ -77,13 +77,15 @@ class EnvInfo:
 @dataclasses.dataclass
 class Step:
     """One agent step: the next observation, the sparse reward (summed over action repeats), whether
-    the task was solved at any repeat, and the episode's end flags."""
+    the task was solved at any repeat, the episode's end flags, and the simulator's hand-shaped dense
+    reward (summed over action repeats; reported, never trained on)."""
 
     obs: np.ndarray
     reward: float
     success: bool
     terminated: bool
     truncated: bool
+    dense_reward: float = float("nan")
 
     @property
     def done(self) -> bool:
@@ -115,7 +117,8 @@ class _Stepper:
 
     def step(self, action: np.ndarray) -> Step:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return Step(obs, float(reward), bool(info["success"]), bool(terminated), bool(truncated))
+        return Step(obs, float(reward), bool(info["success"]), bool(terminated), bool(truncated),
+                    float(info.get("dense_reward", float("nan"))))
 
     def record(self) -> None:
         """Render the frame of the current state into the recorded episode (when recording)."""

@@ -576,18 +576,19 @@ class RLRun:
         """Run ``num_eval_episodes`` episodes with the actor's mean action; log and return the results."""
         cfg = self.config
         tick = time.perf_counter()
-        returns, successes, lengths, video = [], [], [], []
+        returns, successes, lengths, dense, video = [], [], [], [], []
         stack = _FrameStack(cfg.frame_stack)
         for j in range(cfg.num_eval_episodes):
             record = j < cfg.eval_video_episodes
             first = self.env.reset(episode_seed(cfg.seed, "eval", j), record=record and not self.pixels)
             observed = [first]
             obs = stack.reset(first)
-            total, success, steps = 0.0, False, 0
+            total, dense_total, success, steps = 0.0, 0.0, False, 0
             while True:
                 step = self.env.step(self.agent.act(obs, self.global_step, eval_mode=True))
                 obs = stack.push(step.obs)
                 total += step.reward
+                dense_total += step.dense_reward
                 success = success or step.success
                 steps += 1
                 if record and self.pixels:
@@ -597,12 +598,14 @@ class RLRun:
             if record:
                 video.append(frames_from_obs(np.stack(observed)) if self.pixels else self.env.episode_frames())
             returns.append(total)
+            dense.append(dense_total / (steps * cfg.action_repeat))
             successes.append(float(success))
             lengths.append(steps)
         metrics = {}
         if cfg.num_eval_episodes:
             metrics = {"eval/success_rate": float(np.mean(successes)), "eval/episode_return": float(np.mean(returns)),
-                       "eval/episode_length": float(np.mean(lengths)), "eval/episodes": len(returns)}
+                       "eval/episode_length": float(np.mean(lengths)), "eval/episodes": len(returns),
+                       "eval/dense_reward": float(np.mean(dense))}
             self.last_success = metrics["eval/success_rate"]
             self.writer.log(self.global_frame, metrics)
         if video:
@@ -674,13 +677,9 @@ class RLRun:
 
     # ---- reporting -----------------------------------------------------------------------------
     def evaluations(self) -> list[dict[str, float]]:
-        """Every evaluation of the run so far (from ``eval.csv``): frame, success rate, return."""
-        path = self.run_dir / "eval.csv"
-        if not path.exists():
-            return []
-        with path.open() as f:
-            return [{"frame": int(float(r["step"])), "success_rate": float(r["success_rate"]),
-                     "episode_return": float(r["episode_return"])} for r in csv.DictReader(f)]
+        """Every evaluation of the run so far (from ``eval.csv``): frame, success rate, return and the
+        simulator's dense reward per simulator step (see :func:`read_evaluations`)."""
+        return read_evaluations(self.run_dir)
 
     def result(self) -> RLResult:
         return RLResult(self.run_dir, self.global_frame, self.episode, self.updates, self.evaluations(),
@@ -716,6 +715,19 @@ class RLRun:
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.close()
+
+
+def read_evaluations(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The evaluations in a run directory's ``eval.csv``, oldest first: ``frame``, ``success_rate``,
+    ``episode_return`` (sparse) and ``dense_reward`` (the simulator's hand-shaped reward per simulator
+    step, averaged over the evaluation episodes; NaN in runs made before it was recorded)."""
+    path = Path(run_dir) / "eval.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{"frame": int(float(r["step"])), "success_rate": float(r["success_rate"]),
+                 "episode_return": float(r["episode_return"]),
+                 "dense_reward": float(r.get("dense_reward") or "nan")} for r in csv.DictReader(f)]
 
 
 def _link_replay(source: Path, target: Path) -> None:
