@@ -1,0 +1,101 @@
+"""plot-rl on benchmark records: the per-task numbers, the rliable aggregates, the figures and the README block."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffusion_reward import cli
+from diffusion_reward.errors import UserError
+from diffusion_reward.evaluation.rl_benchmark import (README_BEGIN, README_END, area_under_curve, benchmark_report,
+                                                      readme_block)
+from diffusion_reward.rl.benchmark import RECORD_FORMAT, RECORD_FORMAT_VERSION
+
+FRAMES = [0, 25, 50, 75, 100]
+# task -> reward -> one success curve per seed
+CURVES = {
+    "dial-turn-v3": {"diffusion": [[0, 0.2, 0.9, 1, 1], [0, 0, 0.5, 0.8, 1], [0, 0, 0, 0.4, 0.6]],
+                     "sparse": [[0, 0, 0, 0, 0], [0, 0, 0, 0.2, 0.9], [0, 0, 0, 0, 0.1]]},
+    "reach-v3": {"diffusion": [[0, 0, 0, 0.1, 0.2], [0, 0, 0, 0, 0], [0, 0.1, 0.1, 0.3, 0.3]],
+                 "sparse": [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0.1]]},
+}
+
+
+def write_records(root: Path, curves=CURVES) -> Path:
+    out = root / "results" / "toy"
+    out.mkdir(parents=True)
+    for task, rewards in curves.items():
+        for reward, seeds in rewards.items():
+            for seed, success in enumerate(seeds):
+                record = {"format": RECORD_FORMAT, "format_version": RECORD_FORMAT_VERSION, "grid": "toy",
+                          "task": task, "reward": reward, "method": reward, "seed": seed, "budget": 100,
+                          "frames": 100, "evaluations": {"frame": FRAMES, "success_rate": success,
+                                                         "episode_return": [0] * 5,
+                                                         "dense_reward": [1.0, 1.5, 2.0, 2.5, 3.0 + seed]}}
+                (out / f"{task}__{reward}__{seed}.json").write_text(json.dumps(record))
+    return out
+
+
+def test_area_under_curve_is_the_mean_success_over_the_budget():
+    assert area_under_curve([0, 50, 100], [0.0, 1.0, 1.0], 100) == pytest.approx(0.75)
+    assert area_under_curve([0, 50], [0.0, 1.0], 100) == pytest.approx(0.75)  # held flat after the last point
+    assert area_under_curve([0, 50, 100], [1.0, 1.0, 0.0], 50) == pytest.approx(1.0)
+
+
+def test_per_task_rows_and_aggregates(tmp_path):
+    report = benchmark_report([write_records(tmp_path)], tmp_path / "out", reps=200)
+    rows = {(r["task"], r["reward"]): r for r in report["rows"]}
+    dial = rows[("dial-turn-v3", "diffusion")]
+    assert (dial["success"], dial["success_min"], dial["success_max"]) == pytest.approx((13 / 15, 0.6, 1.0))
+    assert dial["seeds_solved"] == 2 and dial["frames_to_solved"] == pytest.approx((50 + 75) / 2)
+    assert rows[("reach-v3", "sparse")]["frames_to_solved"] is None
+    assert rows[("dial-turn-v3", "sparse")]["dense"] == pytest.approx(4.0)
+    agg = report["aggregate"]
+    assert agg["tasks"] == ["dial-turn-v3", "reach-v3"] and agg["seeds"] == [0, 1, 2]
+    for score in ("success", "auc"):
+        for reward in ("diffusion", "sparse"):
+            v = agg["iqm"][score][reward]
+            assert 0.0 <= v["low"] <= v["value"] <= v["high"] <= 1.0
+    assert agg["iqm"]["success"]["diffusion"]["value"] > agg["iqm"]["success"]["sparse"]["value"]
+    poi = agg["probability_of_improvement"]["sparse"]
+    assert 0.5 < poi["value"] <= 1.0 and poi["low"] <= poi["value"] <= poi["high"]
+    for name in ("rl_curves.png", "rl_aggregate.png", "rl_benchmark.md", "rl_benchmark.json"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    again = benchmark_report([tmp_path / "results"], tmp_path / "out2", reps=200)
+    assert again["markdown"].replace("out2", "out") == report["markdown"]  # seeded bootstrap: same every time
+
+
+def test_aggregates_use_only_tasks_with_every_reward_and_seed(tmp_path):
+    partial = {"dial-turn-v3": CURVES["dial-turn-v3"],
+               "reach-v3": {"diffusion": CURVES["reach-v3"]["diffusion"], "sparse": CURVES["reach-v3"]["sparse"][:2]}}
+    report = benchmark_report([write_records(tmp_path, partial)], tmp_path / "out", reps=100)
+    assert report["aggregate"]["tasks"] == ["dial-turn-v3"]
+    assert "left out until every reward has every seed: reach-v3" in report["markdown"]
+
+
+def test_command_writes_the_readme_block_and_refuses_a_readme_without_one(tmp_path, capsys):
+    records = write_records(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n## RL\n{README_BEGIN}\nold table\n{README_END}\n\nafter\n")
+    argv = ["plot-rl", str(records), "--out", str(tmp_path / "fig"), "--figures-link", "docs/rl",
+            "--bootstrap-reps", "100", "--readme", str(readme)]
+    assert cli.main(argv) == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\n## RL\n") and text.endswith("\n\nafter\n") and "old table" not in text
+    assert "![success against frames per task" in text and "(docs/rl/rl_curves.png)" in text
+    assert readme_block(readme) == (tmp_path / "fig" / "rl_benchmark.md").read_text().strip()
+    bare = tmp_path / "bare.md"
+    bare.write_text("# nothing\n")
+    assert cli.main([*argv[:-1], str(bare)]) == 2
+    assert "no generated block" in capsys.readouterr().err
+
+
+def test_two_records_of_one_cell_are_refused(tmp_path):
+    records = write_records(tmp_path)
+    extra = records / "copy"
+    extra.mkdir()
+    (extra / "x.json").write_text((records / "reach-v3__sparse__0.json").read_text())
+    with pytest.raises(UserError, match="two records of reach-v3 / sparse / seed 0"):
+        benchmark_report([records], tmp_path / "out", reps=100)
