@@ -200,3 +200,64 @@ def test_reward_settings_that_cannot_work_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="--expert-data .*reach-v3's frames from camera corner2-near"):
         build_reward_terms("amp", pixels=True, camera="corner2", **amp_args)
     build_reward_terms("amp", pixels=True, camera="corner2-near", **amp_args)
+
+
+def _amp_terms(tmp_path, scoring):
+    from diffusion_reward.rl.reward_terms import OnlineScoring
+
+    writer = DatasetWriter(tmp_path / "experts", {"image_size": 16})
+    rng = np.random.default_rng(0)
+    writer.add(Episode(frames=rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)), task="reach-v3",
+               policy="expert", split="train", seed=0)
+    return build_reward_terms("amp", pixels=False, image_size=16, state_dim=2, task="reach-v3",
+                              expert_data=str(tmp_path / "experts"), bonus_preset="tiny", seed=1,
+                              online_scoring=OnlineScoring(*scoring))
+
+
+def _filled_replays(terms, rng):
+    replay = ReplayBuffer(1000, nstep=NSTEP, discount=GAMMA)
+    frame_replay = ReplayBuffer(1000, nstep=NSTEP, discount=GAMMA)
+    for _ in range(3):
+        obs, _, actions, sparse, _ = episode(rng)
+        frames = rng.integers(0, 256, (STEPS + 1, 16, 16, 3), dtype=np.uint8)
+        replay.add(obs, actions, sparse, terms.episode_components(frames, STEPS))
+        frame_replay.add(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)), actions, sparse)
+    return replay, frame_replay
+
+
+def test_amp_scored_per_episode_stores_the_discriminators_reward_and_trains_every_k_batches(tmp_path):
+    terms = _amp_terms(tmp_path, ("episode", 3, 8))
+    amp = terms.episode_bonus.model
+    assert not terms.bonuses and terms.needs_episode_frames and terms.needs_frame_replay
+    frames = np.random.default_rng(5).integers(0, 256, (STEPS + 1, 16, 16, 3), dtype=np.uint8)
+    components = terms.episode_components(frames, STEPS)
+    np.testing.assert_allclose(components["model"], amp.bonus(frames[1:]).numpy())  # the frame each step reaches
+    replay, frame_replay = _filled_replays(terms, np.random.default_rng(0))
+    trained = []
+    for _ in range(7):
+        before = [p.detach().clone() for p in amp.discriminator.parameters()]
+        batch, metrics = terms.sample(replay, np.random.default_rng(1), 16, "cpu", frame_replay=frame_replay)
+        changed = any(not torch.equal(a, b) for a, b in zip(before, amp.discriminator.parameters()))
+        trained.append(changed)
+        assert changed == ("reward/amp_loss" in metrics)
+        stored = batch["component/model"]  # the rewards stored at episode end make up the n-step return
+        assert torch.allclose(metrics["reward/model"] * torch.ones(()),
+                              (stored * batch["step_mask"]).sum() / batch["step_mask"].sum())
+    assert trained == [False, False, True, False, False, True, False]
+
+
+def test_amp_per_episode_state_round_trips_exactly(tmp_path):
+    def run(terms, replays, n):
+        return [terms.sample(*replays[:1], np.random.default_rng(i), 16, "cpu", frame_replay=replays[1])[1]
+                for i in range(n)]
+
+    terms = _amp_terms(tmp_path / "a", ("episode", 2, 8))
+    replays = _filled_replays(terms, np.random.default_rng(0))
+    run(terms, replays, 3)
+    terms.save_state(tmp_path / "reward")
+    after = run(terms, replays, 4)
+    restored = _amp_terms(tmp_path / "b", ("episode", 2, 8))
+    restored.load_state(tmp_path / "reward")
+    assert run(restored, replays, 4) == after
+    for key, value in terms.episode_bonus.model.state_tensors().items():
+        assert torch.equal(value, restored.episode_bonus.model.state_tensors()[key]), key

@@ -44,9 +44,9 @@ The worker only pays off with a core to spare: on a busy two-core machine it hid
 but slowed the updates by more than it saved (``benchmarks/rl_throughput.py``), so there the
 environment stays in this process unless asked. The worker is started with ``spawn``, so a script
 that calls :func:`train` with it needs the usual ``if __name__ == "__main__":`` guard. The renderer
-gets ``render_threads`` llvmpipe threads and the learner ``learner_threads`` PyTorch threads (1
-each by default: on a busy two-core machine a second intra-op thread made updates 3 to 16 times
-slower). The learned reward of a finished episode is computed with ``reward_threads`` threads
+gets ``render_threads`` llvmpipe threads (0 by default: the rendering thread rasterizes) and the
+learner ``learner_threads`` PyTorch threads (1 by default: on a busy two-core machine a second
+intra-op thread made updates 3 to 16 times slower). The learned reward of a finished episode is computed with ``reward_threads`` threads
 (default: every core), since nothing else runs in the process meanwhile.
 
 Resume. A run killed at any moment continues from its newest checkpoint with
@@ -126,14 +126,23 @@ class RLConfig:
     checkpoint_every_frames: int = option(20_000, "write a resumable checkpoint after every this many environment "
                                                   "frames (0: only at the end)")
     bonus_preset: str = option("paper", "size of the RND / AMP networks trained online: tiny, small or paper")
+    amp_scoring: Literal["episode", "batch"] = option(
+        "episode", "when AMP's discriminator scores frames: 'episode' (once, when the episode ends, stored in the "
+                   "replay) or 'batch' (every step of every sampled batch again, with the discriminator as it is "
+                   "then: ~190x more scoring)")
+    amp_update_every: int = option(8, "AMP's discriminator trains one step every this many agent updates (with "
+                                      "--amp-scoring batch: every update)")
+    amp_batch_size: int = option(0, "agent frames (and as many expert frames) per discriminator step; 0: the "
+                                    "agent's batch size")
     rnd_input: Literal["auto", "state", "pixels"] = option(
         "auto", "what the RND bonus reads: auto = what the agent sees (frames in a pixel run, the state vector in a "
                 "state run), or 'pixels' in a state run (frames are then rendered and kept for it)")
     env_worker: bool | None = option(
         None, "step the environment in a worker process that overlaps the network updates (results are identical "
               "either way); default: when frames are rendered every step and at least 3 CPUs are available")
-    render_threads: int = option(1, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
-                                    "frames; 0 leaves the environment's setting")
+    render_threads: int = option(0, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
+                                    "frames: 0 rasterizes in the rendering thread itself (fastest at 64x64; the "
+                                    "pixels are the same for every value); -1 leaves the environment's setting")
     learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
     reward_threads: int = option(0, "PyTorch intra-op threads while the learned reward of a finished episode is "
                                     "computed, when nothing else runs in this process (0: every core this process "
@@ -153,17 +162,22 @@ class RLConfig:
         non_negative = {"num_seed_frames": self.num_seed_frames, "eval_every_frames": self.eval_every_frames,
                         "num_eval_episodes": self.num_eval_episodes, "eval_video_episodes": self.eval_video_episodes,
                         "checkpoint_every_frames": self.checkpoint_every_frames,
-                        "render_threads": self.render_threads, "learner_threads": self.learner_threads,
+                        "learner_threads": self.learner_threads,
                         "reward_threads": self.reward_threads}
         for name, value in non_negative.items():
             if value < 0:
                 raise UserError(f"{name} must be >= 0, got {value}")
+        if self.render_threads < -1:
+            raise UserError(f"render_threads must be >= -1, got {self.render_threads}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise UserError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.obs not in ("pixels", "state"):
             raise UserError(f"obs must be 'pixels' or 'state', got {self.obs!r}")
         if self.obs == "state" and self.frame_stack != 1:
             raise UserError("frame_stack stacks pixel observations; a state run takes frame_stack 1")
+        if self.amp_update_every < 1 or self.amp_batch_size < 0:
+            raise UserError(f"amp_update_every must be >= 1 and amp_batch_size >= 0, got {self.amp_update_every} "
+                            f"and {self.amp_batch_size}")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise UserError(f"alpha must be in [0, 1], got {self.alpha}")
 
@@ -223,6 +237,15 @@ def renders_every_step(config: RLConfig) -> bool:
         return True
     rnd_on_frames = config.rnd_input == "pixels" and resolve_alpha(config.reward, config.alpha) > 0
     return config.reward not in ("sparse", "rnd") or rnd_on_frames
+
+
+def online_scoring(config: RLConfig) -> Any:
+    """How the run uses an online reward model (AMP): scored per episode or per batch, trained how often."""
+    from diffusion_reward.rl.reward_terms import OnlineScoring
+
+    if config.amp_scoring == "batch":
+        return OnlineScoring("batch")
+    return OnlineScoring("episode", config.amp_update_every, config.amp_batch_size)
 
 
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
@@ -397,7 +420,7 @@ class RLRun:
                 state_dim=info.obs_shape[0] if not self.pixels else 0, task=cfg.task,
                 reward_model=cfg.reward_model, expert_data=cfg.expert_data, alpha=cfg.alpha,
                 bonus_preset=cfg.bonus_preset, rnd_input=cfg.rnd_input, seed=cfg.seed, device=self.device,
-                camera=info.camera, warn=self.logger.warning)
+                camera=info.camera, warn=self.logger.warning, online_scoring=online_scoring(cfg))
         except BaseException:
             self.env.close()
             raise
@@ -565,9 +588,8 @@ class RLRun:
         }
         if "model" in components:
             metrics["reward/episode_model_return"] = float(components["model"].sum())
-        if update_metrics:
-            for key in update_metrics[0]:
-                metrics[key] = float(np.mean([m[key] for m in update_metrics if key in m]))
+        for key in dict.fromkeys(k for m in update_metrics for k in m):  # some (the discriminator's) not every update
+            metrics[key] = float(np.mean([m[key] for m in update_metrics if key in m]))
         for part, value in self.clock.take_recent().items():
             metrics[f"train/time_{part}_s"] = value
         self.writer.log(self.global_frame, metrics)

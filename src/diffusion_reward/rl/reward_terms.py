@@ -11,10 +11,16 @@ Where each term comes from:
   W, 3)`` (reset frame included), standardized with the statistics of the run's task as the paper
   does (the pooled ones for a task without expert videos); reward ``j`` scores reaching frame
   ``j``, so step ``t`` (1-based) gets ``rewards[t]``. Stored beside the sparse reward as the replay component ``model``.
-- ``r_model`` of an *online* model (AMP) and ``r_rnd`` (RND): recomputed on every sampled batch
-  from the observation reached at each of the ``n`` steps of the n-step window (the replay's
-  ``step_next_obs``), with the model as it is now; then the model trains one step on the batch's
-  ``next_obs`` (``update(batch)``).
+- ``r_rnd`` (RND), and ``r_model`` of an *online* model (AMP) scored per batch: recomputed on every
+  sampled batch from the observation reached at each of the ``n`` steps of the n-step window (the
+  replay's ``step_next_obs``), with the model as it is now; then the model trains one step on the
+  batch's ``next_obs`` (``update(batch)``).
+- ``r_model`` of an online model scored **per episode** (AMP's default here, :class:`OnlineScoring`):
+  computed once when the episode ends, from its frames, with the model as it is then, and stored
+  like an offline model's reward; the model trains one step every ``update_every`` sampled batches
+  on ``batch_size`` frames drawn from the replay of frames (its own generator). Scoring each frame
+  once instead of ``n`` times per batch, and training less often, made the AMP cell many times
+  cheaper; ``OnlineScoring("batch", 1)`` is the per-batch recipe.
 
 The n-step return sums the composed per-step reward: ``sum_k gamma**k (r_sparse + (1 - alpha)
 r_model + alpha r_rnd)_k`` (the replay adds the bonus to the stored reward before discounting).
@@ -41,7 +47,7 @@ from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.base import RewardModel, load_reward_model
 from diffusion_reward.rewards.combine import DEFAULT_ALPHA, combine_rewards, default_alpha
 from diffusion_reward.rl.replay import ReplayBuffer
-from diffusion_reward.utils.checkpoint import load_tensors, save_tensors
+from diffusion_reward.utils.checkpoint import atomic_write_json, load_tensors, read_json, save_tensors
 
 
 class Bonus:
@@ -66,6 +72,26 @@ class Bonus:
         return self.model.update({"next_obs": next_obs})
 
 
+@dataclasses.dataclass(frozen=True)
+class OnlineScoring:
+    """How an online reward model (AMP) is used: ``when`` its rewards are computed ("episode": once per finished
+    episode, stored in the replay; "batch": recomputed on every sampled batch), and how it trains: one step every
+    ``update_every`` sampled batches on ``batch_size`` agent frames (0: the agent's batch size)."""
+
+    when: str = "episode"
+    update_every: int = 1
+    batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.when not in ("episode", "batch"):
+            raise UserError(f"online reward scoring must be 'episode' or 'batch', got {self.when!r}")
+        if self.update_every < 1 or self.batch_size < 0:
+            raise UserError(f"online reward model: update_every must be >= 1 and batch_size >= 0, got "
+                            f"{self.update_every} and {self.batch_size}")
+        if self.when == "batch" and (self.update_every != 1 or self.batch_size != 0):
+            raise UserError("a reward model scored per batch trains on every batch (update_every 1, batch_size 0)")
+
+
 class RewardTerms:
     """Builds the per-episode components and the sample-time reward of a run; see the module docstring.
 
@@ -74,38 +100,49 @@ class RewardTerms:
     """
 
     def __init__(self, method: str, alpha: float, model: RewardModel | None, bonuses: list[Bonus],
-                 pixels: bool, task: str | None = None):
+                 pixels: bool, task: str | None = None, episode_bonus: Bonus | None = None,
+                 scoring: OnlineScoring | None = None, seed: int = 0):
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"alpha (the RND weight) must be in [0, 1], got {alpha}")
         if model is not None and model.is_online:
             raise ValueError("an online reward model is a Bonus, not the per-episode model")
+        if model is not None and episode_bonus is not None:
+            raise ValueError("one model fills the 'model' term: an offline model or an online one scored per episode")
         self.method = method
         self.alpha = float(alpha)
         self.model = model
         self.bonuses = bonuses
+        self.episode_bonus = episode_bonus  # an online model scored per episode (fills "model")
+        self.scoring = scoring or OnlineScoring()
         self.pixels = pixels
         self.task = task  # the per-episode model's rewards are standardized with this task's statistics
+        self.batches = 0  # sampled batches so far: the online model trains every scoring.update_every of them
+        self.frame_sampler = np.random.default_rng(np.random.SeedSequence([int(seed) % 2**32, 3]))
 
     # ---- what the loop needs to provide --------------------------------------------------------
     @property
     def needs_episode_frames(self) -> bool:
-        """Whether finished episodes must come with their frames (an offline model scores them)."""
-        return self.model is not None
+        """Whether finished episodes must come with their frames (a model scores them)."""
+        return self.model is not None or self.episode_bonus is not None
 
     @property
     def needs_frame_replay(self) -> bool:
-        """Whether a state run must keep a replay of frames for a bonus that reads frames."""
-        return not self.pixels and any(b.reads_frames for b in self.bonuses)
+        """Whether a state run must keep a replay of frames for an online model that reads frames."""
+        online = self.bonuses + ([self.episode_bonus] if self.episode_bonus is not None else [])
+        return not self.pixels and any(b.reads_frames for b in online)
 
     # ---- per episode ---------------------------------------------------------------------------
     def episode_components(self, frames: np.ndarray | None, steps: int) -> dict[str, np.ndarray]:
         """Replay components of a finished episode of ``steps`` steps: ``{"model": rewards[1:]}`` for
         an offline model (``frames``: uint8 ``(steps + 1, H, W, 3)``), else nothing."""
-        if self.model is None:
+        if self.model is None and self.episode_bonus is None:
             return {}
         if frames is None or len(frames) != steps + 1:
             raise ValueError(f"an episode of {steps} steps needs {steps + 1} frames for the reward model, "
                              f"got {None if frames is None else len(frames)}")
+        if self.episode_bonus is not None:  # the online model as it is now, on the frames each step reached
+            bonus = self.episode_bonus.model.bonus(np.ascontiguousarray(frames[1:]))
+            return {"model": bonus.detach().float().cpu().numpy().astype(np.float32)}
         rewards = np.asarray(self.model.rewards(frames, task=self.task), dtype=np.float32)
         return {"model": rewards[1:]}
 
@@ -120,13 +157,14 @@ class RewardTerms:
         ``reward/sparse``, ``reward/total`` and the online models' update metrics.
         """
         frame_batch = None
-        if self.needs_frame_replay:
+        if not self.pixels and any(b.reads_frames for b in self.bonuses):
             if frame_replay is None:
                 raise ValueError("this reward reads frames in a state run: pass the frame replay")
             frame_batch = frame_replay.sample(batch_size, copy.deepcopy(generator), device=device,
                                               with_step_obs=True)
         terms: dict[str, torch.Tensor] = {}
-        reward_fn = self._reward_fn(frame_batch, terms) if (self.model is not None or self.bonuses) else None
+        stored = self.model is not None or self.episode_bonus is not None
+        reward_fn = self._reward_fn(frame_batch, terms) if (stored or self.bonuses) else None
         batch = replay.sample(batch_size, generator, reward_fn=reward_fn, device=device)
         if frame_batch is not None and not torch.equal(frame_batch["action"], batch["action"]):
             raise RuntimeError("the frame replay fell out of step with the state replay")
@@ -138,13 +176,19 @@ class RewardTerms:
             for bonus in self.bonuses:
                 source = frame_batch if (bonus.reads_frames and frame_batch is not None) else batch
                 metrics.update(bonus.update(source["next_obs"]))
+            self.batches += 1
+            if self.episode_bonus is not None and self.batches % self.scoring.update_every == 0:
+                source_replay = frame_replay if (not self.pixels and frame_replay is not None) else replay
+                n = self.scoring.batch_size or batch_size
+                frames = source_replay.sample(n, self.frame_sampler, device=device)["next_obs"]
+                metrics.update(self.episode_bonus.update(frames))
         return batch, metrics
 
     def _reward_fn(self, frame_batch: dict[str, torch.Tensor] | None,
                    terms: dict[str, torch.Tensor]) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         def reward_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
             values: dict[str, torch.Tensor] = {}
-            if self.model is not None:
+            if self.model is not None or self.episode_bonus is not None:
                 values["model"] = batch["component/model"]
             for bonus in self.bonuses:
                 source = frame_batch if (bonus.reads_frames and frame_batch is not None) else batch
@@ -160,7 +204,9 @@ class RewardTerms:
         """Write every online model's weights, statistics, optimizer and generators to ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for bonus in self.bonuses:
+        atomic_write_json(directory / "terms.json", {"batches": self.batches,
+                                                     "frame_sampler": self.frame_sampler.bit_generator.state})
+        for bonus in self._online():
             model = bonus.model
             tensors = {f"state.{k}": v for k, v in model.state_tensors().items()}
             for attr, value in vars(model).items():
@@ -176,7 +222,11 @@ class RewardTerms:
     def load_state(self, directory: str | Path) -> None:
         """Restore what :meth:`save_state` wrote (the models must have been built the same way)."""
         directory = Path(directory)
-        for bonus in self.bonuses:
+        if (directory / "terms.json").exists():
+            state = read_json(directory / "terms.json")
+            self.batches = int(state["batches"])
+            self.frame_sampler.bit_generator.state = state["frame_sampler"]
+        for bonus in self._online():
             model = bonus.model
             path = directory / f"{bonus.name}.safetensors"
             tensors = load_tensors(path)
@@ -191,6 +241,9 @@ class RewardTerms:
                                    weights_only=True)
                 optimizer.load_state_dict(state)
 
+    def _online(self) -> list[Bonus]:
+        return self.bonuses + ([self.episode_bonus] if self.episode_bonus is not None else [])
+
     def describe(self) -> str:
         parts = ["sparse"]
         if self.model is not None:
@@ -201,6 +254,10 @@ class RewardTerms:
             else:
                 scale = "standardized with pooled expert statistics"
             parts.append(f"{1 - self.alpha:g} x {self.model.kind} (per episode, {scale})")
+        if self.episode_bonus is not None:
+            every = self.scoring.update_every
+            parts.append(f"{1 - self.alpha:g} x {self.episode_bonus.model.kind} on frames (per episode, trained "
+                         f"online every {every} batch{'es' if every > 1 else ''})")
         for bonus in self.bonuses:
             weight = self.alpha if bonus.name == "rnd" else 1 - self.alpha
             source = "frames" if bonus.reads_frames else "states"
@@ -219,7 +276,8 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
                        reward_model: str | None = None, expert_data: str | None = None,
                        alpha: float | None = None, bonus_preset: str = "paper", rnd_input: str = "auto",
                        seed: int = 0, device: str | torch.device = "cpu", camera: str | None = None,
-                       warn: Callable[[str], None] | None = None) -> RewardTerms:
+                       warn: Callable[[str], None] | None = None,
+                       online_scoring: OnlineScoring | None = None) -> RewardTerms:
     """The :class:`RewardTerms` of ``method`` for a run (see ``train-rl --help`` for the methods).
 
     ``reward_model`` is a directory saved with ``save_pretrained`` (required for diffusion, viper
@@ -260,8 +318,10 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
         if method in DEFAULT_ALPHA and loaded.kind != method and warn is not None:
             warn(f"{reward_model} holds a {loaded.kind!r} reward model; using it as the {method!r} reward")
 
+    scoring = online_scoring or OnlineScoring()
     model: RewardModel | None = None
     bonuses: list[Bonus] = []
+    episode_bonus: Bonus | None = None
     if method == "sparse":
         pass
     elif method == "rnd":
@@ -286,12 +346,17 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
                             device=device)
             _attach_expert(amp, expert_data, task)
         amp.check_camera(task, camera, where=f"--expert-data {expert_data}")
-        bonuses.append(Bonus("model", amp, reads_frames=True))
+        if scoring.when == "episode":
+            episode_bonus = Bonus("model", amp, reads_frames=True)
+        else:
+            bonuses.append(Bonus("model", amp, reads_frames=True))
     else:
         if loaded is None:
             raise UserError(f"--reward {method} needs --reward-model DIR: a reward model saved with save_pretrained "
                             "(for diffusion and viper, the output of fit-reward)")
-        if loaded.is_online:
+        if loaded.is_online and scoring.when == "episode":
+            episode_bonus = Bonus("model", loaded, reads_frames=True)
+        elif loaded.is_online:
             bonuses.append(Bonus("model", loaded, reads_frames=True))
         else:
             model = loaded
@@ -313,7 +378,8 @@ def build_reward_terms(method: str, *, pixels: bool, image_size: int, state_dim:
     if model is not None and warn is not None and model.stats is not None and task not in model.task_stats:
         warn(f"{reward_model} has no reward statistics of {task} (its expert videos were not among the reward "
              "model's): standardizing with the statistics pooled over its tasks")
-    return RewardTerms(method, alpha, model, bonuses, pixels, task=task)
+    return RewardTerms(method, alpha, model, bonuses, pixels, task=task, episode_bonus=episode_bonus,
+                       scoring=scoring, seed=seed)
 
 
 def _attach_expert(amp: Any, expert_data: str, task: str) -> None:
