@@ -63,3 +63,18 @@ def test_ci_runs_the_readme_test_command() -> None:
     top = README.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
     assert len(top) == 2 and "demo" in top[0] and "pytest" in top[1]
     assert top[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_rl_table_is_what_the_committed_records_give() -> None:
+    """The README's RL block is `plot-rl benchmarks/results/rl/metaworld-state-small --out docs/images/rl` as the
+    committed records give it (rerun that command with --readme README.md after adding records)."""
+    from diffusion_reward.evaluation.rl_benchmark import find_records, load_records, readme_block, report_text
+
+    records = ROOT / "benchmarks" / "results" / "rl" / "metaworld-state-small"
+    block = readme_block(ROOT / "README.md")
+    if not find_records([records]):
+        assert block == "", "the README shows RL results but no records are committed"
+        return
+    curves, budget = load_records([records])
+    _, _, text = report_text(curves, budget, figures_link="docs/images/rl")
+    assert block == text.strip()

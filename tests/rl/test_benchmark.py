@@ -148,8 +148,35 @@ def test_a_changed_budget_is_a_new_cell(tmp_path, reference):
         src = next((tmp_path.parent).glob(f"reference*/results/tiny/{cell.key}.json"))
         Path(cell.record_path).write_text(src.read_text())
     assert all(finished_record(c) is not None for c in grid.cells())
-    assert all(finished_record(c) is None for c in grid.select(frames=600).cells())
+    longer = grid.select(frames=600)  # another grid: its own folders, nothing of the 400-frame grid is touched
+    assert longer.name == "tiny-600"
+    assert all(finished_record(c) is None and "tiny-600" in c.record_path for c in longer.cells())
     listing = subprocess.run([sys.executable, "-m", "diffusion_reward.cli", "benchmark-rl",
                               str(tmp_path / "grid.toml"), "--list"], capture_output=True, text=True, check=True)
     assert listing.stdout.count("finished") == 2
     assert json.loads(Path(grid.cells()[0].record_path).read_text())["budget"] == 400
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_pixel_grid_for_gpus_runs_on_a_cpu_with_the_tiny_preset(tmp_path):
+    """benchmarks/rl_grid_pixels.toml (the paper's setting) end to end with every reward, tiny and short."""
+    import dataclasses
+
+    os.chdir(ROOT)  # the grid's reward models are paths in the repository
+    grid = load_grid(ROOT / "benchmarks" / "rl_grid_pixels.toml", runs=str(tmp_path / "runs"),
+                     results=str(tmp_path / "results")).select(tasks=["reach-v3"], seeds=[0], frames=200,
+                                                              preset="tiny")
+    assert grid.name == "metaworld-pixels-paper-200-tiny" and grid.obs == "pixels"
+    settings = {**dict(grid.settings), "max_episode_steps": 25, "num_seed_frames": 100, "num_eval_episodes": 1,
+                "eval_video_episodes": 0, "tensorboard": False}
+    grid = dataclasses.replace(grid, settings=tuple(settings.items()))
+    report = run_grid(grid, jobs=2, progress=False, log=lambda *_: None)
+    assert not report.failed, report.failed
+    records = {p.stem: read_record(p) for p in (tmp_path / "results").rglob("*.json")}
+    assert sorted(records) == [f"reach-v3__{r}__0" for r in ("amp", "diffusion", "rnd", "sparse", "viper")]
+    for record in records.values():
+        assert record["config"]["obs"] == "pixels" and record["evaluations"]["frame"][-1] == 200
+    assert set(records["reach-v3__diffusion__0"]["inputs"]["reward_model"]) == {"path", "fingerprint"}
+    assert records["reach-v3__amp__0"]["inputs"]["expert_data"]["episodes"] == 20

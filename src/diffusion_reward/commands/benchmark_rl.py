@@ -27,8 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run only these rewards of the grid (their names in the grid file)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", default=None, help="run only these seeds")
     p.add_argument("--frames", type=int, default=None, metavar="N",
-                   help="environment frames per cell instead of the grid's (a different budget is a different "
-                        "cell: its record replaces the old one)")
+                   help="environment frames per cell instead of the grid's: another grid, named <name>-<N>k, "
+                        "with runs and records of its own (how a task is extended to a larger budget)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="train-rl preset instead of the grid's (tiny: a smoke test of the whole grid in minutes): "
+                        "another grid, named <name>-<preset>, with runs and records of its own")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="cells run at once (default: 1). Locally each cell gets cores/N of the cores; with "
                         "--executor slurm, the number of array tasks running at once")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = get_logger()
     grid = load_grid(args.grid, runs=args.runs, results=args.results).select(
-        tasks=args.tasks, rewards=args.rewards, seeds=args.seeds, frames=args.frames)
+        tasks=args.tasks, rewards=args.rewards, seeds=args.seeds, frames=args.frames, preset=args.preset)
     if args.list:
         for cell in grid.cells():
             if finished_record(cell) is not None:

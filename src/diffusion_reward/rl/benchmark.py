@@ -9,7 +9,7 @@ A grid is described by a TOML file (``benchmarks/rl_grid.toml`` is the paper's M
     name = "metaworld-state-small"       # names the folders below
     preset = "small"                     # train-rl preset of every cell
     obs = "state"
-    frames = 100_000                     # environment frames per cell ([task_frames] overrides per task)
+    frames = 100_000                     # environment frames per cell
     seeds = [0, 1, 2]
     tasks = ["dial-turn-v3", "reach-v3"]
     runs = "runs/benchmark-rl"           # run directories: <runs>/<name>/<task>__<reward>__<seed>
@@ -57,8 +57,7 @@ from diffusion_reward.errors import UserError
 
 RECORD_FORMAT = "diffusion-reward/rl-cell"
 RECORD_FORMAT_VERSION = 1
-SPEC_KEYS = ("name", "preset", "obs", "frames", "task_frames", "seeds", "tasks", "rewards", "settings", "runs",
-             "results")
+SPEC_KEYS = ("name", "preset", "obs", "frames", "seeds", "tasks", "rewards", "settings", "runs", "results")
 REWARD_KEYS = ("reward", "reward_model", "expert_data", "alpha")
 CORES_ENV = "DIFFUSION_REWARD_CELL_CORES"  # the cores a local cell process is pinned to
 
@@ -111,7 +110,6 @@ class GridSpec:
     frames: int
     obs: str = "state"
     preset: str = "small"
-    task_frames: tuple[tuple[str, int], ...] = ()
     settings: tuple[tuple[str, Any], ...] = ()
     runs: str = "runs/benchmark-rl"
     results: str = "benchmarks/results/rl"
@@ -123,9 +121,6 @@ class GridSpec:
     @property
     def results_dir(self) -> Path:
         return Path(self.results) / self.name
-
-    def frames_of(self, task: str) -> int:
-        return dict(self.task_frames).get(task, self.frames)
 
     def cells(self) -> list[Cell]:
         """Every cell, task by task, then reward, then seed."""
@@ -145,7 +140,7 @@ class GridSpec:
                     config = dataclasses.replace(
                         base, task=task, reward=reward.reward, reward_model=reward.reward_model,
                         expert_data=reward.expert_data, alpha=reward.alpha, seed=seed,
-                        num_train_frames=self.frames_of(task))
+                        num_train_frames=self.frames)
                     config.validate()
                     key = f"{task}__{reward.name}__{seed}"
                     cells.append(Cell(self.name, task, reward, seed, to_dict(config.resolved()),
@@ -154,8 +149,10 @@ class GridSpec:
         return cells
 
     def select(self, tasks: list[str] | None = None, rewards: list[str] | None = None,
-               seeds: list[int] | None = None, frames: int | None = None) -> "GridSpec":
-        """This grid narrowed to some tasks, rewards or seeds (each must be in the grid), or with other frames."""
+               seeds: list[int] | None = None, frames: int | None = None, preset: str | None = None) -> "GridSpec":
+        """This grid narrowed to some tasks, rewards or seeds (each must be in the grid); or another grid with other
+        frames per cell or another preset, named ``<name>-<frames>k`` or ``<name>-<preset>`` so that its runs and
+        records never mix with this grid's."""
         def pick(wanted: list[Any] | None, have: tuple[Any, ...], what: str) -> tuple[Any, ...]:
             if not wanted:
                 return have
@@ -168,11 +165,20 @@ class GridSpec:
         names = pick(rewards, tuple(r.name for r in self.rewards), "reward")
         changes: dict[str, Any] = {"tasks": pick(tasks, self.tasks, "task"), "seeds": pick(seeds, self.seeds, "seed"),
                                    "rewards": tuple(r for r in self.rewards if r.name in names)}
-        if frames is not None:
+        name = self.name
+        if frames is not None and frames != self.frames:
             if frames < 1:
                 raise UserError(f"--frames must be >= 1, got {frames}")
-            changes.update(frames=frames, task_frames=())
-        return dataclasses.replace(self, **changes)
+            changes["frames"] = frames
+            name += f"-{frames // 1000}k" if frames % 1000 == 0 else f"-{frames}"
+        if preset is not None and preset != self.preset:
+            from diffusion_reward.rl.loop import PRESETS
+
+            if preset not in PRESETS:
+                raise UserError(f"--preset {preset!r} is not one of {', '.join(sorted(PRESETS))}")
+            changes["preset"] = preset
+            name += f"-{preset}"
+        return dataclasses.replace(self, name=name, **changes)
 
 
 def load_grid(path: str | os.PathLike, **overrides: Any) -> GridSpec:
@@ -219,16 +225,10 @@ def grid_from_dict(data: dict[str, Any], where: str = "grid") -> GridSpec:
     tasks = data["tasks"]
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks) or not tasks:
         raise UserError(f"{where}: tasks must be a list of task names, got {tasks!r}")
-    task_frames = data.get("task_frames", {})
-    stray = sorted(set(task_frames) - set(tasks))
-    if stray:
-        raise UserError(f"{where}: [task_frames] names task(s) {', '.join(stray)} that are not in tasks")
-    for key, value in [("frames", data["frames"]), *((f"task_frames.{t}", v) for t, v in task_frames.items())]:
-        if not isinstance(value, int) or value < 1:
-            raise UserError(f"{where}: {key} must be a positive integer, got {value!r}")
+    if not isinstance(data["frames"], int) or data["frames"] < 1:
+        raise UserError(f"{where}: frames must be a positive integer, got {data['frames']!r}")
     grid = GridSpec(name=str(data["name"]), tasks=tuple(tasks), rewards=tuple(rewards), seeds=tuple(seeds),
                     frames=int(data["frames"]), obs=str(data.get("obs", "state")), preset=preset,
-                    task_frames=tuple(sorted(task_frames.items())),
                     settings=tuple(sorted((data.get("settings") or {}).items())),
                     runs=str(data.get("runs", GridSpec.runs)), results=str(data.get("results", GridSpec.results)))
     grid.cells()  # validates every cell's config now, before anything runs

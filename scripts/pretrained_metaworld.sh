@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build the pretrained small MetaWorld reward models that the RL benchmark uses (pretrained/metaworld-small):
+# expert videos of the paper's 7 tasks, the small codec, VQ-Diffusion (Diffusion Reward) and VideoGPT (VIPER),
+# the fitted reward directories, and the expert train episodes that AMP's discriminator learns from.
+# About 40 minutes on 2 CPU cores (data 5, codec 6-10, the two video models side by side 20-25, rewards 2).
+# Usage: bash scripts/pretrained_metaworld.sh [OUT_DIR] [WORK_DIR]
+set -euo pipefail
+OUT=${1:-pretrained/metaworld-small}
+WORK=${2:-runs/pretrained-metaworld-small}
+DR=${DR:-.venv/bin/diffusion-reward}
+PY=${PY:-.venv/bin/python}
+DATA="$WORK/data"
+stage() { echo "[pretrained] $(date -u +%H:%M:%S) $*"; }
+
+stage "expert episodes: 20 train + 20 held-out per task"
+$DR collect --suite metaworld-paper --episodes 20 --test-episodes 20 --out "$DATA" --no-progress
+stage "codec"
+$DR train-codec --data "$DATA" --preset small --foreground-weight 3 --run-dir "$WORK/codec" --no-progress
+stage "VQ-Diffusion and VideoGPT, side by side on one thread each"
+$DR train-video --model vqdiffusion --codec "$WORK/codec/model" --data "$DATA" --preset small --threads 1 \
+    --run-dir "$WORK/vqd" --no-progress &
+VQD=$!
+$DR train-video --model videogpt --codec "$WORK/codec/model" --data "$DATA" --preset small --threads 1 \
+    --run-dir "$WORK/videogpt" --no-progress &
+GPT=$!
+wait $VQD
+wait $GPT
+stage "reward models"
+$DR fit-reward --kind diffusion --video "$WORK/vqd/model" --data "$DATA" --stats-episodes 5 --out "$OUT/reward-entropy"
+$DR fit-reward --kind viper --video "$WORK/videogpt/model" --data "$DATA" --stats-episodes 5 --out "$OUT/reward-viper"
+stage "expert train episodes for AMP"
+$PY - "$DATA" "$OUT/expert-data" <<'PYTHON'
+import shutil, sys
+from pathlib import Path
+from diffusion_reward.data.episodes import DatasetWriter
+from diffusion_reward.utils.checkpoint import read_json
+
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
+manifest = read_json(source / "manifest.json")
+keep = [e for e in manifest["episodes"] if e["split"] == "train" and e["policy"] == "expert"]
+writer = DatasetWriter(target, {k: v for k, v in manifest.items() if k not in ("episodes", "format", "format_version")})
+for entry in keep:
+    (target / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / entry["file"], target / entry["file"])
+    writer.manifest["episodes"].append(entry)
+writer.flush()
+print(f"{len(keep)} expert train episodes -> {target}")
+PYTHON
+stage "done: $OUT"
+du -sh "$OUT"/*
