@@ -180,3 +180,18 @@ def test_the_pixel_grid_for_gpus_runs_on_a_cpu_with_the_tiny_preset(tmp_path):
         assert record["config"]["obs"] == "pixels" and record["evaluations"]["frame"][-1] == 200
     assert set(records["reach-v3__diffusion__0"]["inputs"]["reward_model"]) == {"path", "fingerprint"}
     assert records["reach-v3__amp__0"]["inputs"]["expert_data"]["episodes"] == 20
+
+
+def test_a_record_from_before_a_setting_existed_still_counts(tmp_path, reference):
+    grid = load_grid(write_grid(tmp_path))
+    for cell in grid.cells():
+        record = json.loads(next((tmp_path.parent).glob(f"reference*/results/tiny/{cell.key}.json")).read_text())
+        for key in [k for k in record["config"] if k.startswith("amp_")]:
+            del record["config"][key]  # as written by a version without AMP's settings
+        record["config"]["render_threads"] = 7  # how fast frames render changes nothing learned
+        Path(cell.record_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(cell.record_path).write_text(json.dumps(record))
+        assert finished_record(cell) is not None
+        record["config"]["seed"] = 5
+        Path(cell.record_path).write_text(json.dumps(record))
+        assert finished_record(cell) is None

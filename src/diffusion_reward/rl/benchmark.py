@@ -266,10 +266,17 @@ def finished_record(cell: Cell) -> dict[str, Any] | None:
 
 def _same_settings(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether a record's config is the cell's, up to settings that change neither what is learned nor how it
-    is evaluated (threads, devices, checkpoint period, videos)."""
-    from diffusion_reward.rl.loop import RESUMABLE_CHANGES
+    is evaluated (threads, devices, checkpoint period, videos), and AMP's settings in a cell without AMP. A
+    record written before a setting existed counts as having its default."""
+    from diffusion_reward.rl.loop import RESUMABLE_CHANGES, RLConfig
 
     ignore = set(RESUMABLE_CHANGES) - {"num_train_frames", "eval_every_frames", "num_eval_episodes"}
+    if wanted.get("reward") != "amp":
+        ignore |= {f.name for f in dataclasses.fields(RLConfig) if f.name.startswith("amp_")}
+    try:
+        stored = to_dict(from_dict(RLConfig, stored))
+    except (TypeError, ValueError):
+        return False
     return ({k: v for k, v in stored.items() if k not in ignore}
             == {k: v for k, v in wanted.items() if k not in ignore})
 
@@ -470,7 +477,7 @@ def _run_local(cells: list[Cell], jobs: int, report: GridReport, bar: "_GridProg
         while pending:
             done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
             for future in done:
-                _settle(futures[future], _exit_reason(future.result()), report, log)
+                _settle(futures[future], _exit_reason(future.result()), report, log, bar)
             bar.refresh_from_files()
 
 
@@ -484,12 +491,12 @@ def _exit_reason(code: int) -> str | None:
     return f"exit status {code}"
 
 
-def _settle(cell: Cell, failure: str | None, report: GridReport, log: Any) -> None:
+def _settle(cell: Cell, failure: str | None, report: GridReport, log: Any, bar: "_GridProgress") -> None:
     if failure is None and finished_record(cell) is not None:
         report.finished.append(cell.key)
         record = finished_record(cell)
         final = record["evaluations"]["success_rate"][-1] if record["evaluations"]["success_rate"] else float("nan")
-        log(f"{cell.key}: finished, success {final:.2f} at {record['frames']} frames")
+        log(f"{cell.key}: finished, success {final:.2f} at {record['frames']} frames; {bar.summary()}")
         return
     reason = failure or "ended without a record"
     report.failed[cell.key] = reason
@@ -529,7 +536,7 @@ def _run_submitit(cells: list[Cell], grid: GridSpec, jobs: int, executor: str, s
                     failure = None
                 except Exception as exc:  # the job's own error, re-raised by submitit
                     failure = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                _settle(cell, failure, report, log)
+                _settle(cell, failure, report, log, bar)
             bar.refresh_from_files()
             if pending:
                 time.sleep(2.0)
@@ -542,13 +549,27 @@ class _GridProgress:
         self.cells = cells
         self.enabled = enabled and os.environ.get("DIFFUSION_REWARD_PROGRESS", "1") != "0"
         self.bar = None
+        self.total = sum(c.frames for c in cells)
+        self.start_frames = sum(cell_progress(c) for c in cells)
+        self.start_time = time.monotonic()
+
+    def summary(self) -> str:
+        """``N/M cells, F% of the frames, about T left`` (the rate so far in this run)."""
+        progress = [cell_progress(c) for c in self.cells]
+        done = sum(progress)
+        finished = sum(p >= c.frames for p, c in zip(progress, self.cells))
+        text = f"{finished}/{len(self.cells)} cells, {100 * done / max(1, self.total):.0f}% of the frames"
+        rate = (done - self.start_frames) / max(1e-9, time.monotonic() - self.start_time)
+        if rate > 0 and done < self.total:
+            left = (self.total - done) / rate
+            text += f", about {left / 3600:.1f} h left" if left >= 3600 else f", about {left / 60:.0f} min left"
+        return text
 
     def __enter__(self) -> "_GridProgress":
         if self.enabled:
             from tqdm import tqdm
 
-            done = sum(cell_progress(c) for c in self.cells)
-            self.bar = tqdm(total=sum(c.frames for c in self.cells), initial=done, unit="frame", unit_scale=True,
+            self.bar = tqdm(total=self.total, initial=self.start_frames, unit="frame", unit_scale=True,
                             desc="grid", dynamic_ncols=True, smoothing=0.05)
         return self
 
