@@ -105,3 +105,14 @@ def test_unseen_tasks_are_marked_and_averaged_apart(tmp_path):
     table = markdown_table(result)
     assert "| learned | new-v3 (unseen) |" in table and "| learned | seen-v3 |" in table
     assert "**mean, seen tasks**" in table and "**mean, unseen tasks**" in table
+
+
+def test_value_order_correlation_is_the_mean_within_expert_spearman_with_time():
+    from diffusion_reward.evaluation.reward_quality import ScoredEpisode, task_metrics
+
+    rising = ScoredEpisode("t", "expert", np.arange(11, dtype=float), np.zeros(10))
+    falling = ScoredEpisode("t", "expert", -np.arange(11, dtype=float), np.zeros(10))
+    random = ScoredEpisode("t", "random", np.arange(11, dtype=float), np.zeros(10))  # not an expert: left out
+    assert task_metrics([rising, rising, random])["voc"] == pytest.approx(1.0)
+    assert task_metrics([rising, falling])["voc"] == pytest.approx(0.0)
+    assert np.isnan(task_metrics([random])["voc"])

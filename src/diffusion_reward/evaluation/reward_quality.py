@@ -15,6 +15,9 @@ For each task and each reward model, on test-split episodes of the expert, of no
   simulator's shaped (dense) reward, pooled over all episodes of the task.
 - ``spearman_dense_within``: the same correlation computed inside each expert episode, averaged:
   does the reward rise as the expert makes progress?
+- ``voc``: value-order correlation, the offline metric of recent reward-model papers: Spearman
+  correlation between the per-step reward and time inside each expert episode, averaged (an
+  expert makes progress at every step, so a reward that tracks progress rises along the episode).
 - ``frames_per_s``: reward throughput.
 
 Seen and unseen tasks. A task is *seen* when a learned reward model in the comparison has expert
@@ -136,6 +139,9 @@ def task_metrics(scored: Sequence[ScoredEpisode]) -> dict[str, float]:
     within = [spearman(s.rewards[1:], s.dense) for s in by_policy.get("expert", [])]
     within = [w for w in within if math.isfinite(w)]
     metrics["spearman_dense_within"] = float(np.mean(within)) if within else math.nan
+    voc = [spearman(s.rewards[1:], np.arange(1, len(s.rewards))) for s in by_policy.get("expert", [])]
+    voc = [v for v in voc if math.isfinite(v)]
+    metrics["voc"] = float(np.mean(voc)) if voc else math.nan
     metrics["episodes"] = float(len(scored))
     return metrics
 
@@ -173,7 +179,7 @@ def _nanmean(values: Sequence[float]) -> float:
 
 
 SUMMARY_COLUMNS = ("auroc_random", "auroc_noisy", "spearman_quality", "spearman_clear", "spearman_dense",
-                   "spearman_dense_within")
+                   "spearman_dense_within", "voc")
 
 
 def _row_value(metrics: Mapping[str, float], column: str) -> float:

@@ -355,24 +355,31 @@ def _finite(value: float) -> float | None:
 
 def inputs_fingerprint(cell: Cell) -> dict[str, Any]:
     """What the cell read besides its config: the reward model directory and the task's expert episodes."""
-    from diffusion_reward.utils.provenance import directory_fingerprint, file_digest
+    from diffusion_reward.utils.provenance import directory_fingerprint
 
     out: dict[str, Any] = {}
     if cell.reward.reward_model:
         out["reward_model"] = {"path": cell.reward.reward_model,
                                "fingerprint": directory_fingerprint(cell.reward.reward_model)}
     if cell.reward.expert_data:
-        from diffusion_reward.data.episodes import EXPERT_POLICIES, load_dataset
-
-        picked = load_dataset(cell.reward.expert_data).select(task=cell.task, policy=EXPERT_POLICIES, split="train")
-        import hashlib
-
-        digest = hashlib.sha256()
-        for i in sorted(range(len(picked)), key=lambda i: picked.entries[i]["file"]):
-            digest.update(f"{picked.entries[i]['file']}\0{file_digest(picked.path(i))}\n".encode())
-        out["expert_data"] = {"path": cell.reward.expert_data, "episodes": len(picked),
-                              "fingerprint": digest.hexdigest()}
+        episodes, fingerprint = expert_fingerprint(cell.reward.expert_data, cell.task)
+        out["expert_data"] = {"path": cell.reward.expert_data, "episodes": episodes, "fingerprint": fingerprint}
     return out
+
+
+def expert_fingerprint(dataset: str | os.PathLike, task: str) -> tuple[int, str]:
+    """How many expert train episodes of ``task`` the dataset holds (what AMP learns from), and a SHA-256 over
+    their files (name and content digest, in name order)."""
+    import hashlib
+
+    from diffusion_reward.data.episodes import EXPERT_POLICIES, load_dataset
+    from diffusion_reward.utils.provenance import file_digest
+
+    picked = load_dataset(dataset).select(task=task, policy=EXPERT_POLICIES, split="train")
+    digest = hashlib.sha256()
+    for i in sorted(range(len(picked)), key=lambda i: picked.entries[i]["file"]):
+        digest.update(f"{picked.entries[i]['file']}\0{file_digest(picked.path(i))}\n".encode())
+    return len(picked), digest.hexdigest()
 
 
 def cell_progress(cell: Cell) -> int:
