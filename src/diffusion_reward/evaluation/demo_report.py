@@ -17,6 +17,7 @@ COLUMN_TITLES = {
     "spearman_clear": "Spearman(quality, reward): expert, clearly noisy, random",
     "spearman_dense": "Spearman(reward, dense)",
     "spearman_dense_within": "within-episode Spearman(reward, dense)",
+    "voc": "value-order correlation (Spearman(reward, time) in expert episodes)",
 }
 
 
