@@ -230,24 +230,24 @@ def markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, o
 
 
 def _plot_aggregate(agg: dict[str, Any], path: Path) -> None:
+    """rliable's interval plot: IQM of success at the budget and of AUC per reward, with the bootstrap intervals."""
     from diffusion_reward.evaluation.plots import _pyplot
 
     plt = _pyplot()
+    from rliable import plot_utils
+
     rewards = agg["rewards"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.5 * len(rewards) + 1.4), squeeze=False)
-    for ax, (score, label) in zip(axes[0], (("success", "IQM success at budget"), ("auc", "IQM AUC"))):
-        for i, reward in enumerate(rewards):
-            v = agg["iqm"][score][reward]
-            ax.plot([v["low"], v["high"]], [i, i], lw=8, alpha=0.5, solid_capstyle="butt")
-            ax.plot([v["value"]], [i], "k|", ms=14, mew=2)
-        ax.set_yticks(range(len(rewards)), rewards)
+    points = {r: np.array([agg["iqm"][s][r]["value"] for s in ("success", "auc")]) for r in rewards}
+    intervals = {r: np.array([[agg["iqm"][s][r]["low"] for s in ("success", "auc")],
+                              [agg["iqm"][s][r]["high"] for s in ("success", "auc")]]) for r in rewards}
+    fig, axes = plot_utils.plot_interval_estimates(points, intervals, ["IQM success at budget", "IQM AUC"],
+                                                   algorithms=rewards, xlabel="", subfigure_width=3.6,
+                                                   row_height=0.45, xlabel_y_coordinate=-0.3)
+    for ax in np.atleast_1d(axes):
         ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel(label)
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"{len(agg['tasks'])} tasks x {len(agg['seeds'])} seeds, {_fmt_frames(agg['budget'])} frames: IQM "
-                 "and 95% bootstrap interval", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
+        ax.set_xticks([0.0, 0.25, 0.5, 0.75, 1.0])
+        ax.tick_params(labelsize=11)
+    fig.savefig(path, dpi=110, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
