@@ -29,14 +29,17 @@ read when it is accessed. Several dataset directories open together as one datas
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import io
+import itertools
 import os
 import re
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -157,34 +160,78 @@ class DatasetWriter:
     """Create (or extend) a dataset directory, one episode at a time.
 
     The manifest is rewritten atomically after every episode, so a collection that is killed
-    keeps every episode finished before it.
+    keeps every episode finished before it. Several processes may write one dataset at once (two
+    ``collect`` commands, a SLURM array): every change of the manifest happens under an exclusive
+    OS lock on ``.manifest.lock`` and is applied to the manifest as it is on disk at that moment,
+    so the dataset ends with the union of what every writer added; readers only ever see a whole
+    manifest (it is replaced atomically).
     """
 
     def __init__(self, root: str | os.PathLike, attributes: dict[str, Any] | None = None):
-        from diffusion_reward import __version__
-
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.attributes = dict(attributes or {})
+        with self._locked():
+            self.manifest = self._merged(self._read())
+
+    def _read(self) -> dict[str, Any]:
+        from diffusion_reward import __version__
+
         path = self.root / MANIFEST
         if path.exists():
-            self.manifest = _check_manifest(read_json(path), path)
-        else:
-            self.manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                             "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                             "episodes": []}
-        for key, value in (attributes or {}).items():
-            old = self.manifest.get(key)
+            return _check_manifest(read_json(path), path)
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "package_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "episodes": []}
+
+    def _merged(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """``manifest`` with this writer's attributes, which must agree with the dataset's."""
+        for key, value in self.attributes.items():
+            old = manifest.get(key)
             if old is not None and old != value and key not in ("package_version", "created"):
-                raise DatasetError(f"{path}: dataset has {key}={old!r}, cannot add episodes with {key}={value!r}")
-            self.manifest[key] = value
+                raise DatasetError(f"{self.root / MANIFEST}: dataset has {key}={old!r}, cannot add episodes with "
+                                   f"{key}={value!r}")
+            manifest[key] = value
+        return manifest
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.root / ".manifest.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def update(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+        """Replace the episode list by ``change(episodes)``, applied under the lock to the manifest on disk."""
+        with self._locked():
+            manifest = self._merged(self._read())
+            manifest["episodes"] = change(manifest["episodes"])
+            atomic_write_json(self.root / MANIFEST, manifest)
+            self.manifest = manifest
 
     def next_file(self, task: str, policy: str, split: str) -> str:
+        """A free episode file name of ``task``/``policy``/``split`` (numbered), claimed for this writer."""
         prefix = f"episodes/{task}/{policy_slug(policy)}-{split}-"
-        taken = {e["file"] for e in self.manifest["episodes"]}
-        i = sum(1 for f in taken if f.startswith(prefix))
-        while f"{prefix}{i:05d}.npz" in taken:
-            i += 1
-        return f"{prefix}{i:05d}.npz"
+        start = sum(1 for e in self.manifest["episodes"] if e["file"].startswith(prefix))
+        return self.claim_file(f"{prefix}{i:05d}.npz" for i in itertools.count(start))
+
+    def claim_file(self, candidates: Iterable[str]) -> str:
+        """The first of ``candidates`` that no episode of the dataset uses and no file occupies, claimed on disk
+        (an empty file made exclusively, under the lock) so that no other writer picks it too."""
+        with self._locked():
+            taken = {e["file"] for e in self._read()["episodes"]} | {e["file"] for e in self.manifest["episodes"]}
+            for name in candidates:
+                if name in taken:
+                    continue
+                path = self.root / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with open(path, "x"):
+                        return name
+                except FileExistsError:
+                    continue
+        raise DatasetError(f"{self.root}: no free episode file name")
 
     def add(self, episode: Episode, *, task: str, policy: str, split: str, seed: int | None = None,
             camera: str | None = None, source: str = "metaworld", file: str | None = None,
@@ -203,11 +250,11 @@ class DatasetWriter:
         """Record an episode file that is already written (by a worker process, say)."""
         if not (self.root / entry["file"]).exists():
             raise DatasetError(f"{self.root / entry['file']}: episode file is missing")
-        self.manifest["episodes"] = [e for e in self.manifest["episodes"] if e["file"] != entry["file"]] + [entry]
-        self.flush()
+        self.update(lambda episodes: [e for e in episodes if e["file"] != entry["file"]] + [entry])
 
     def flush(self) -> None:
-        atomic_write_json(self.root / MANIFEST, self.manifest)
+        """Write the manifest (with this writer's attributes) as it is on disk now, creating it if need be."""
+        self.update(lambda episodes: episodes)
 
 
 def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ it is reported in :attr:`ImportReport.skipped` and the import goes on.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 from pathlib import Path
@@ -82,8 +83,8 @@ def check_existing(out: str | os.PathLike, skip_bad: bool) -> list[str]:
     if errors:
         writer = DatasetWriter(root)
         good = {e["file"] for e in dataset.entries}
-        writer.manifest["episodes"] = [e for e in writer.manifest["episodes"] if e["file"] in good]
-        writer.flush()
+        bad = {e["file"] for e in writer.manifest["episodes"]} - good
+        writer.update(lambda episodes: [e for e in episodes if e["file"] not in bad])
     return errors
 
 
@@ -449,11 +450,8 @@ def import_demos(path: str | os.PathLike, out: str | os.PathLike, *, task: str, 
 
 
 def _free_file(writer: DatasetWriter, stem: str) -> str:
-    taken = {e["file"] for e in writer.manifest["episodes"]}
-    name, i = f"{stem}.npz", 1
-    while name in taken:
-        name, i = f"{stem}-{i}.npz", i + 1
-    return name
+    """``<stem>.npz``, or ``<stem>-1.npz``, ... when another episode (of this or another writer) has it."""
+    return writer.claim_file(itertools.chain([f"{stem}.npz"], (f"{stem}-{i}.npz" for i in itertools.count(1))))
 
 
 def _progress(items: list, enabled: bool, description: str) -> Iterator:
