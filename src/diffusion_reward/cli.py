@@ -7,6 +7,7 @@ only the module of the command being run is imported, so ``--help`` and ``doctor
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import os
@@ -14,6 +15,8 @@ import sys
 
 from diffusion_reward.errors import UserError
 from diffusion_reward.utils.cpu_load import busy_cores
+
+PLACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # full, read-only, forbidden
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -104,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except UserError as exc:
         print(f"diffusion-reward {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write that did not go through atomic_path (logs, videos) into a full/read-only place
+        if exc.errno not in PLACE_ERRNOS:
+            raise
+        print(f"diffusion-reward {args.command}: error: {exc.filename}: cannot write here: {exc.strerror}",
+              file=sys.stderr)
         return 2
 
 

@@ -9,6 +9,7 @@ safetensors, metadata as JSON; nothing is pickled.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -18,26 +19,48 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from diffusion_reward.errors import UserError
+
 CONFIG_NAME = "config.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 WEIGHTS_NAME = "model.safetensors"
 
 
+# Errors of the place written to (not of the data): a full disk, a read-only or forbidden location.
+_PLACE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                 errno.EROFS: "the location is read-only", errno.EACCES: "permission denied",
+                 errno.EPERM: "permission denied"}
+
+
+class WriteError(UserError):
+    """A file could not be written where it was asked for; the message names the path and why. Whatever was
+    there before is left as it was."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``."""
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
+
+    A full disk or a read-only or forbidden location raises :class:`WriteError` naming ``path``; the
+    temporary file is removed and an existing ``path`` keeps its old content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno not in _PLACE_ERRORS:
+            raise
+        raise WriteError(f"{path}: cannot write here: {_PLACE_ERRORS[exc.errno]} ({exc.strerror})") from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
