@@ -75,7 +75,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     seed_wall = sum(float(r["episode_length"]) * config.action_repeat / float(r["fps"]) for r in seed)
     ms_per_frame = 1000 * steady_wall / steady_frames
     cell_s = seed_wall + (spec["cell_frames"] - seed_frames) * ms_per_frame / 1000
-    return {"ms_per_frame": {p: round(v, 3) for p, v in per_frame.items()}, "ms_per_frame_total": round(ms_per_frame, 3),
+    return {"ms_per_frame": {p: round(v, 3) for p, v in per_frame.items()},
+            "ms_per_frame_total": round(ms_per_frame, 3),
             "steady_frames": int(steady_frames), "seed_s": round(seed_wall, 1), "build_s": round(build_s, 1),
             "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             f"cell_{spec['cell_frames'] // 1000}k_s_estimate": round(cell_s, 0), "cell_s_estimate": round(cell_s, 1)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from diffusion_reward.version import __version__
 
 _LAZY = {
     "make_env": "diffusion_reward.envs",

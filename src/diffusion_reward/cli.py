@@ -46,7 +46,7 @@ def _available() -> dict[str, tuple[str, str]]:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; with ``command``, only that subcommand's arguments are built."""
-    from diffusion_reward import __version__
+    from diffusion_reward.version import __version__
 
     commands = _available()
     parser = argparse.ArgumentParser(

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import io
 import itertools
 import os
 import re
@@ -175,7 +174,7 @@ class DatasetWriter:
             self.manifest = self._merged(self._read())
 
     def _read(self) -> dict[str, Any]:
-        from diffusion_reward import __version__
+        from diffusion_reward.version import __version__
 
         path = self.root / MANIFEST
         if path.exists():
@@ -419,10 +418,3 @@ def load_dataset(paths: str | os.PathLike | Sequence[str | os.PathLike], skip_ba
         entries.extend({**e, "_root": str(root)} for e in manifest["episodes"])
     dataset = EpisodeDataset(roots, entries, attributes, skip_bad=skip_bad)
     return dataset
-
-
-def episode_bytes(episode: Episode) -> bytes:
-    """The compressed ``.npz`` bytes of an episode (for tests and transfers)."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **episode.arrays())
-    return buf.getvalue()

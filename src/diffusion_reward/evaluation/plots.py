@@ -106,15 +106,3 @@ def plot_learning_curves(series: Mapping[str, tuple[Sequence[float], Sequence[fl
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def image_grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:
-    """Tile uint8 HxWx3 images into one image; every row has the same number of images."""
-    h, w = rows[0][0].shape[:2]
-    ncol = max(len(r) for r in rows)
-    grid = np.full((len(rows) * (h + pad) + pad, ncol * (w + pad) + pad, 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            grid[y: y + h, x: x + w] = img
-    return grid

@@ -194,9 +194,8 @@ def _fmt_frames(f: float | None) -> str:
 def markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, ours: str,
              all_tasks: Sequence[str], figures: dict[str, str] | None = None) -> str:
     """The per-task table, the aggregate table and the figures' links, as markdown."""
-    n = max((len(r["seeds"]) for r in rows), default=0)
-    lines = [f"Success rate at {_fmt_frames(budget)} frames (mean [min, max] over seeds), frames to the first evaluation "
-             f"with success >= {SOLVED} (mean over the seeds that got there, and how many did), area under the "
+    lines = [f"Success rate at {_fmt_frames(budget)} frames (mean [min, max] over seeds), frames to the first "
+             f"evaluation with success >= {SOLVED} (mean over the seeds that got there, and how many did), area under the "
              "success curve (AUC, 0-1) and the simulator's dense reward per step at the budget (which no method "
              "trains on).", "",
              "| task | reward | seeds | success | frames to 0.8 | AUC | dense |", "|---|---|---|---|---|---|---|"]

@@ -357,7 +357,7 @@ class RewardModel(abc.ABC):
         ``config.json`` holds ``kind``, ``config`` (:meth:`config_dict`, from which the model is
         rebuilt), ``stats``, ``sample_seed`` and, for people reading the file, ``history`` and
         ``image_size``. Returns the directory."""
-        from diffusion_reward import __version__
+        from diffusion_reward.version import __version__
 
         if not self.kind:
             raise TypeError(f"{type(self).__name__} is not registered; decorate it with @register_reward(kind)")

@@ -42,7 +42,7 @@ from diffusion_reward.train.data import WindowDataset
 from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
                                             resolve_precision)
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, save_tensors
-from diffusion_reward.utils.device import autocast, resolve_device
+from diffusion_reward.utils.device import resolve_device
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
 from diffusion_reward.utils.seeding import seed_everything
 

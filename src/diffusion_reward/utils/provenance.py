@@ -18,13 +18,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 def code_version() -> dict[str, Any]:
     """The package version and, in a git checkout, the commit and whether the work tree had changes."""
-    from importlib.metadata import PackageNotFoundError, version
+    from diffusion_reward.version import __version__
 
-    try:
-        package = version("diffusion-reward")
-    except PackageNotFoundError:
-        package = "unknown"
-    info: dict[str, Any] = {"package": package}
+    info: dict[str, Any] = {"package": __version__}
     try:
         run = dict(cwd=_PACKAGE_DIR, capture_output=True, text=True, timeout=10, check=True)
         info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()

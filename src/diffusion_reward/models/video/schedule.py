@@ -36,7 +36,6 @@ import math
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 LOG_ZERO = -70.0
