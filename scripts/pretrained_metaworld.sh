@@ -42,8 +42,7 @@ writer = DatasetWriter(target, {k: v for k, v in manifest.items() if k not in ("
 for entry in keep:
     (target / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / entry["file"], target / entry["file"])
-    writer.manifest["episodes"].append(entry)
-writer.flush()
+writer.update(lambda episodes: episodes + keep)
 print(f"{len(keep)} expert train episodes -> {target}")
 PYTHON
 stage "done: $OUT"
