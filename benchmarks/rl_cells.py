@@ -8,6 +8,7 @@ Each variant is a cell of the grid (same preset, settings, reward models and exp
 the machine's drift hits every variant alike. Variants:
 
 - ``sparse``, ``rnd``, ``diffusion``, ``viper``, ``amp``: the grid's rewards as they run now;
+- ``amp-every1``: AMP scored per episode, its discriminator trained on every update (not every 8th);
 - ``amp-batch``: AMP as it ran before (``--amp-scoring batch``: the discriminator scores every step
   of every sampled batch and trains on every update);
 - ``diffusion-lp1``: the diffusion cell with one llvmpipe rasterizer thread (``--render-threads 1``,
@@ -39,7 +40,7 @@ from typing import Any
 PARTS = ("act", "sample", "update", "env_wait", "reward")
 VARIANTS = {  # name -> (grid reward, RLConfig changes)
     "sparse": ("sparse", {}), "rnd": ("rnd", {}), "diffusion": ("diffusion", {}), "viper": ("viper", {}),
-    "amp": ("amp", {}), "amp-batch": ("amp", {"amp_scoring": "batch"}),
+    "amp": ("amp", {}), "amp-every1": ("amp", {"amp_update_every": 1}), "amp-batch": ("amp", {"amp_scoring": "batch"}),
     "diffusion-lp1": ("diffusion", {"render_threads": 1}),
 }
 

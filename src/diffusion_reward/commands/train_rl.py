@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.description = (
         "Train a DrQ-v2 agent with r = (1 - alpha) r_model + alpha r_rnd + r_sparse. The learned reward of a "
-        "finished episode is computed from its frames all at once; RND and AMP are recomputed on every sampled "
-        "batch and trained online. Evaluates every --eval-every-frames frames (success rate, return, a video), "
+        "finished episode is computed from its frames all at once (AMP's too, with its discriminator as it is "
+        "then); RND is recomputed on every sampled batch; both train online. Evaluates every --eval-every-frames frames (success rate, return, a video), "
         "writes CSV + TensorBoard metrics, resumable checkpoints and a success-rate plot into the run directory.")
     parser.epilog = (
         "examples:\n"
