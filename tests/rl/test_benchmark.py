@@ -160,14 +160,15 @@ def test_a_changed_budget_is_a_new_cell(tmp_path, reference):
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_pixel_grid_for_gpus_runs_on_a_cpu_with_the_tiny_preset(tmp_path):
-    """benchmarks/rl_grid_pixels.toml (the paper's setting) end to end with every reward, tiny and short."""
+def test_the_pixel_grid_for_gpus_runs_on_a_cpu_with_the_tiny_preset(tmp_path, monkeypatch):
+    """benchmarks/rl_grid_pixels.toml (the paper's setting) end to end, tiny and short, with the rewards that read
+    frames in their own ways: a pretrained model per episode, a discriminator trained online."""
     import dataclasses
 
-    os.chdir(ROOT)  # the grid's reward models are paths in the repository
+    monkeypatch.chdir(ROOT)  # the grid's reward models are paths in the repository
     grid = load_grid(ROOT / "benchmarks" / "rl_grid_pixels.toml", runs=str(tmp_path / "runs"),
                      results=str(tmp_path / "results")).select(tasks=["reach-v3"], seeds=[0], frames=200,
-                                                              preset="tiny")
+                                                              preset="tiny", rewards=["diffusion", "amp"])
     assert grid.name == "metaworld-pixels-paper-200-tiny" and grid.obs == "pixels"
     settings = {**dict(grid.settings), "max_episode_steps": 25, "num_seed_frames": 100, "num_eval_episodes": 1,
                 "eval_video_episodes": 0, "tensorboard": False}
@@ -175,7 +176,7 @@ def test_the_pixel_grid_for_gpus_runs_on_a_cpu_with_the_tiny_preset(tmp_path):
     report = run_grid(grid, jobs=2, progress=False, log=lambda *_: None)
     assert not report.failed, report.failed
     records = {p.stem: read_record(p) for p in (tmp_path / "results").rglob("*.json")}
-    assert sorted(records) == [f"reach-v3__{r}__0" for r in ("amp", "diffusion", "rnd", "sparse", "viper")]
+    assert sorted(records) == ["reach-v3__amp__0", "reach-v3__diffusion__0"]  # the rewards that read frames
     for record in records.values():
         assert record["config"]["obs"] == "pixels" and record["evaluations"]["frame"][-1] == 200
     assert set(records["reach-v3__diffusion__0"]["inputs"]["reward_model"]) == {"path", "fingerprint"}
