@@ -26,8 +26,11 @@ GPT=$!
 wait $VQD
 wait $GPT
 stage "reward models"
-$DR fit-reward --kind diffusion --video "$WORK/vqd/model" --data "$DATA" --stats-episodes 5 --out "$OUT/reward-entropy"
-$DR fit-reward --kind viper --video "$WORK/videogpt/model" --data "$DATA" --stats-episodes 5 --out "$OUT/reward-viper"
+# float32 pinned (--no-bf16), not 'auto': every benchmark cell must compute the same rewards on every machine
+$DR fit-reward --kind diffusion --no-bf16 --video "$WORK/vqd/model" --data "$DATA" --stats-episodes 5 \
+    --out "$OUT/reward-entropy"
+$DR fit-reward --kind viper --no-bf16 --video "$WORK/videogpt/model" --data "$DATA" --stats-episodes 5 \
+    --out "$OUT/reward-viper"
 stage "expert train episodes for AMP"
 $PY - "$DATA" "$OUT/expert-data" <<'PYTHON'
 import shutil, sys
