@@ -317,13 +317,15 @@ def run_cell(cell: Cell, progress: bool = False, log: Any = None) -> dict[str, A
         run_dir = Path(cell.run_dir)
         resume = (run_dir / "config.json").exists() or bool(checkpoint_dirs(run_dir))
         started = time.time()
+        inputs = inputs_fingerprint(cell)  # what the run reads, as it starts
         result = train(cell.rl_config(), run_dir, resume=resume, progress=progress)
-        record = cell_record(cell, result.seconds, wall_s=time.time() - started)
+        record = cell_record(cell, result.seconds, wall_s=time.time() - started, inputs=inputs)
         atomic_write_json(cell.record_path, record)
         return record
 
 
-def cell_record(cell: Cell, seconds: dict[str, float], wall_s: float | None = None) -> dict[str, Any]:
+def cell_record(cell: Cell, seconds: dict[str, float], wall_s: float | None = None,
+                inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a cell whose run has ended (its curve read back from the run directory)."""
     from diffusion_reward.rl.loop import load_run_config, read_evaluations
     from diffusion_reward.utils.provenance import code_version, machine
@@ -342,7 +344,7 @@ def cell_record(cell: Cell, seconds: dict[str, float], wall_s: float | None = No
         "seconds": {**{k: round(float(v), 2) for k, v in seconds.items()},
                     "loop_total": round(float(sum(seconds.values())), 2)},
         "wall_s_this_process": None if wall_s is None else round(wall_s, 2),
-        "inputs": inputs_fingerprint(cell),
+        "inputs": inputs if inputs is not None else inputs_fingerprint(cell),
         "config": to_dict(config),
         "code": code_version(), "machine": machine(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
