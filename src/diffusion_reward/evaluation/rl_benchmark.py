@@ -191,13 +191,32 @@ def _fmt_frames(f: float | None) -> str:
     return f"{f / 1000:.0f}k" if f >= 1000 else f"{f:.0f}"
 
 
+def _aggregate_lines(agg: dict[str, Any], ours: str, all_tasks: Sequence[str]) -> list[str]:
+    if not agg.get("tasks"):
+        return ["No task has every reward with every seed yet: no aggregate.", ""]
+    missing = [t for t in all_tasks if t not in agg["tasks"]]
+    scope = (f"{len(agg['tasks'])} tasks x {len(agg['seeds'])} seeds"
+             + (f" (left out until every reward has every seed: {', '.join(missing)})" if missing else ""))
+    lines = [f"Over {scope}, with rliable: interquartile mean (IQM) and 95% stratified-bootstrap interval "
+             f"({agg['bootstrap_reps']} resamples); P(improve): the probability that {ours} beats the reward on a "
+             "task and seed drawn at random (success at the budget).", "",
+             f"| reward | IQM success | IQM AUC | P({ours} improves) |", "|---|---|---|---|"]
+    for reward in agg["rewards"]:
+        s, a = agg["iqm"]["success"][reward], agg["iqm"]["auc"][reward]
+        p = agg["probability_of_improvement"].get(reward)
+        poi = f"{p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}]" if p else "-"
+        lines.append(f"| {reward} | {s['value']:.2f} [{s['low']:.2f}, {s['high']:.2f}] | "
+                     f"{a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}] | {poi} |")
+    return lines + [""]
+
+
 def markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, ours: str,
              all_tasks: Sequence[str], figures: dict[str, str] | None = None) -> str:
-    """The per-task table, the aggregate table and the figures' links, as markdown."""
+    """The full report: per (task, reward) every number, the aggregate table and the figures' links."""
     lines = [f"Success rate at {_fmt_frames(budget)} frames (mean [min, max] over seeds), frames to the first "
-             f"evaluation with success >= {SOLVED} (mean over the seeds that got there, and how many did), area under the "
-             "success curve (AUC, 0-1) and the simulator's dense reward per step at the budget (which no method "
-             "trains on).", "",
+             f"evaluation with success >= {SOLVED} (mean over the seeds that got there, and how many did), area "
+             "under the success curve (AUC, 0-1) and the simulator's dense reward per step at the budget (which no "
+             "method trains on).", "",
              "| task | reward | seeds | success | frames to 0.8 | AUC | dense |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         name = f"**{r['reward']}**" if r["reward"] == ours else r["reward"]
@@ -205,25 +224,33 @@ def markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, o
                      f"{r['success']:.2f} [{r['success_min']:.2f}, {r['success_max']:.2f}] | "
                      f"{_fmt_frames(r['frames_to_solved'])} ({r['seeds_solved']}/{len(r['seeds'])}) | "
                      f"{r['auc']:.2f} | {r['dense']:.2f} |")
-    lines.append("")
-    if agg.get("tasks"):
-        missing = [t for t in all_tasks if t not in agg["tasks"]]
-        scope = (f"{len(agg['tasks'])} tasks x {len(agg['seeds'])} seeds"
-                 + (f" (left out until every reward has every seed: {', '.join(missing)})" if missing else ""))
-        lines += [f"Aggregates over {scope}, with rliable: interquartile mean (IQM) and 95% stratified-bootstrap "
-                  f"interval ({agg['bootstrap_reps']} resamples); P(improve) is the probability that {ours} "
-                  "beats the reward on a task and seed drawn at random (success at the budget).", "",
-                  f"| reward | IQM success | IQM AUC | P({ours} improves) |", "|---|---|---|---|"]
-        for reward in agg["rewards"]:
-            s, a = agg["iqm"]["success"][reward], agg["iqm"]["auc"][reward]
-            p = agg["probability_of_improvement"].get(reward)
-            poi = f"{p['value']:.2f} [{p['low']:.2f}, {p['high']:.2f}]" if p else "-"
-            lines.append(f"| {reward} | {s['value']:.2f} [{s['low']:.2f}, {s['high']:.2f}] | "
-                         f"{a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}] | {poi} |")
-        lines.append("")
-    else:
-        lines += ["No task has every reward with every seed yet: no aggregate.", ""]
+    lines += ["", *_aggregate_lines(agg, ours, all_tasks)]
     for caption, path in (figures or {}).items():
+        lines += [f"![{caption}]({path})", ""]
+    return "\n".join(lines)
+
+
+def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, ours: str,
+                    all_tasks: Sequence[str], figures: dict[str, str], full_report: str) -> str:
+    """The README's compact block: success at the budget as a task x reward matrix, the aggregates, the figures
+    and a link to the full report (``full_report``)."""
+    rewards = list(dict.fromkeys(r["reward"] for r in sorted(rows, key=lambda r: (r["reward"] != ours,))))
+    cells = {(r["task"], r["reward"]): r for r in rows}
+    lines = [f"Success rate at {_fmt_frames(budget)} frames, mean [min, max] over the seeds (a missing cell is not "
+             f"finished yet); frames to success >= {SOLVED}, area under the curve and the simulator's dense reward "
+             f"per task in the [full report]({full_report}).", "",
+             "| task | " + " | ".join(f"**{r}**" if r == ours else r for r in rewards) + " |",
+             "|---|" + "---|" * len(rewards)]
+    for task in all_tasks:
+        row = []
+        for reward in rewards:
+            r = cells.get((task, reward))
+            row.append("" if r is None else f"{r['success']:.2f} [{r['success_min']:.1f}, {r['success_max']:.1f}]"
+                       + (f" ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})" if len(r["seeds"]) < 3
+                          else ""))
+        lines.append(f"| {task} | " + " | ".join(row) + " |")
+    lines += ["", *_aggregate_lines(agg, ours, all_tasks)]
+    for caption, path in figures.items():
         lines += [f"![{caption}]({path})", ""]
     return "\n".join(lines)
 
@@ -274,16 +301,19 @@ def load_records(paths: Sequence[str | os.PathLike], budget: int | None = None) 
 
 
 def report_text(curves: Sequence[CellCurve], budget: int, *, ours: str = "diffusion", reps: int = 2000,
-                figures_link: str = ".") -> tuple[list[dict[str, Any]], dict[str, Any], str]:
-    """The per-task rows, the aggregates and the markdown (with links to the figures under ``figures_link``)."""
+                figures_link: str = ".") -> tuple[list[dict[str, Any]], dict[str, Any], str, str]:
+    """The per-task rows, the aggregates, the full report's markdown and the README's compact block (both with
+    links to the figures and the report under ``figures_link``)."""
     rows = task_rows(curves, budget)
     agg = aggregates(curves, budget, ours, reps=reps)
     link = figures_link.rstrip("/")
     figures = {"success against frames per task (mean over seeds, band: min to max)": f"{link}/{OUTPUTS[0]}"}
     if agg.get("tasks"):
         figures["IQM with 95% bootstrap intervals"] = f"{link}/{OUTPUTS[1]}"
-    text = markdown(rows, agg, budget, ours, sorted({c.task for c in curves}), figures)
-    return rows, agg, text
+    tasks = sorted({c.task for c in curves})
+    full = markdown(rows, agg, budget, ours, tasks, figures)
+    short = readme_markdown(rows, agg, budget, ours, tasks, figures, f"{link}/{OUTPUTS[2]}")
+    return rows, agg, full, short
 
 
 def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, ours: str = "diffusion",
@@ -296,7 +326,8 @@ def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, atomic_write_text
 
     curves, budget = load_records(paths, budget)
-    rows, agg, text = report_text(curves, budget, ours=ours, reps=reps, figures_link=figures_link or str(out))
+    rows, agg, text, short = report_text(curves, budget, ours=ours, reps=reps,
+                                         figures_link=figures_link or str(out))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[RunCurve]] = defaultdict(list)
@@ -313,8 +344,8 @@ def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     atomic_write_json(out / OUTPUTS[3], {"grid": curves[0].grid, "budget": budget, "ours": ours, "tasks": rows,
                                          "aggregate": agg, "records": sorted(str(c.path) for c in curves)})
     if readme is not None:
-        replace_readme_block(readme, text)
-    return {"rows": rows, "aggregate": agg, "markdown": text, "records": len(curves)}
+        replace_readme_block(readme, short)
+    return {"rows": rows, "aggregate": agg, "markdown": text, "readme": short, "records": len(curves)}
 
 
 def replace_readme_block(readme: str | os.PathLike, text: str) -> None:
