@@ -8,11 +8,15 @@ Each variant is a cell of the grid (same preset, settings, reward models and exp
 the machine's drift hits every variant alike. Variants:
 
 - ``sparse``, ``rnd``, ``diffusion``, ``viper``, ``amp``: the grid's rewards as they run now;
-- ``amp-every1``: AMP scored per episode, its discriminator trained on every update (not every 8th);
+- ``amp``: AMP scored per episode, its discriminator trained every 16 updates on 64 frames (the default);
+- ``amp-8x128``: the same, trained every 8 updates on the agent's batch (128 frames);
+- ``amp-every1``: the same, trained on every update on the agent's batch;
 - ``amp-batch``: AMP as it ran before (``--amp-scoring batch``: the discriminator scores every step
   of every sampled batch and trains on every update);
 - ``diffusion-lp1``: the diffusion cell with one llvmpipe rasterizer thread (``--render-threads 1``,
-  the former default) instead of rasterizing in the rendering thread.
+  the former default) instead of rasterizing in the rendering thread;
+- ``diffusion-worker``: the diffusion cell with the environment stepping and rendering in a worker
+  process that overlaps the agent's updates (what ``train-rl`` does by itself from 3 cores on).
 
 Every line gives, after the seed frames (the steady state of a cell): milliseconds per environment
 frame per stage of the loop (act, batch sampling with the reward terms, agent update, waiting for the
@@ -40,8 +44,11 @@ from typing import Any
 PARTS = ("act", "sample", "update", "env_wait", "reward")
 VARIANTS = {  # name -> (grid reward, RLConfig changes)
     "sparse": ("sparse", {}), "rnd": ("rnd", {}), "diffusion": ("diffusion", {}), "viper": ("viper", {}),
-    "amp": ("amp", {}), "amp-every1": ("amp", {"amp_update_every": 1}), "amp-batch": ("amp", {"amp_scoring": "batch"}),
+    "amp": ("amp", {}), "amp-8x128": ("amp", {"amp_update_every": 8, "amp_batch_size": 0}),
+    "amp-every1": ("amp", {"amp_update_every": 1, "amp_batch_size": 0}),
+    "amp-batch": ("amp", {"amp_scoring": "batch"}),
     "diffusion-lp1": ("diffusion", {"render_threads": 1}),
+    "diffusion-worker": ("diffusion", {"env_worker": True}),
 }
 
 
@@ -76,11 +83,27 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     seed_wall = sum(float(r["episode_length"]) * config.action_repeat / float(r["fps"]) for r in seed)
     ms_per_frame = 1000 * steady_wall / steady_frames
     cell_s = seed_wall + (spec["cell_frames"] - seed_frames) * ms_per_frame / 1000
-    return {"ms_per_frame": {p: round(v, 3) for p, v in per_frame.items()},
+    amp = {k: v for k, v in dataclasses.asdict(config).items() if k.startswith("amp_")} if spec["reward"] == "amp" else {}
+    return {**({"amp": amp} if amp else {}), "ms_per_frame": {p: round(v, 3) for p, v in per_frame.items()},
             "ms_per_frame_total": round(ms_per_frame, 3),
             "steady_frames": int(steady_frames), "seed_s": round(seed_wall, 1), "build_s": round(build_s, 1),
             "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             f"cell_{spec['cell_frames'] // 1000}k_s_estimate": round(cell_s, 0), "cell_s_estimate": round(cell_s, 1)}
+
+
+def markdown_table(lines: list[dict[str, Any]]) -> str:
+    """Milliseconds per environment frame by stage, the 100k-frame cell estimate and its ratio to sparse."""
+    out = ["| variant | act | sample | update | env + render | reward | total ms/frame | 100k-frame cell | "
+           "x sparse |", "|---|---|---|---|---|---|---|---|---|"]
+    for line in lines:
+        if "error" in line:
+            out.append(f"| {line['variant']} | failed: {line['error']} |||||||| ")
+            continue
+        ms = line["ms_per_frame"]
+        out.append(f"| {line['variant']} | " + " | ".join(f"{ms[p]:.2f}" for p in PARTS)
+                   + f" | {line['ms_per_frame_total']:.2f} | {line['cell_s_estimate'] / 60:.0f} min | "
+                   f"{line.get('cell_over_sparse', float('nan')):.2f} |")
+    return "\n".join(out)
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -102,10 +125,15 @@ def main() -> None:
     parser.add_argument("--cell-frames", type=int, default=100_000, help="cell length the estimate is for")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="variants to measure, in this order")
+    parser.add_argument("--table", default=None, metavar="JSONL",
+                        help="print the markdown table of a file of this benchmark's lines instead of measuring")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(run_one(json.loads(args.one))), flush=True)
+        return
+    if args.table is not None:
+        print(markdown_table([json.loads(line) for line in Path(args.table).read_text().splitlines() if line.strip()]))
         return
     from diffusion_reward.utils.provenance import code_version, machine
 

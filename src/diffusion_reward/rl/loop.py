@@ -38,15 +38,18 @@ Run directory (``runs/<task>__<reward>__<seed>__<time>`` unless given)::
                                           RNG states, counters (the newest one is kept)
 
 Processes and threads. When frames are rendered at every step (pixel runs, or state runs whose
-reward reads frames) and at least three CPUs are available, the environment steps and renders in
-a worker process while the networks update (``env_worker``; results are identical either way).
+reward reads frames) and at least three CPUs (or two quiet ones) are available, the environment
+steps and renders in a worker process while the networks update (``env_worker``; results are
+identical either way).
 The worker only pays off with a core to spare: on a busy two-core machine it hid the rendering
 but slowed the updates by more than it saved (``benchmarks/rl_throughput.py``), so there the
-environment stays in this process unless asked. The worker is started with ``spawn``, so a script
+environment stays in this process unless asked; on two quiet cores it is used
+(:func:`worker_pays_off`). The worker is started with ``spawn``, so a script
 that calls :func:`train` with it needs the usual ``if __name__ == "__main__":`` guard. The renderer
 gets ``render_threads`` llvmpipe threads (0 by default: the rendering thread rasterizes) and the
 learner ``learner_threads`` PyTorch threads (1 by default: on a busy two-core machine a second
-intra-op thread made updates 3 to 16 times slower). The learned reward of a finished episode is computed with ``reward_threads`` threads
+intra-op thread made updates 3 to 16 times slower). The learned reward of a finished episode is
+computed with ``reward_threads`` threads
 (default: every core), since nothing else runs in the process meanwhile.
 
 Resume. A run killed at any moment continues from its newest checkpoint with
@@ -130,16 +133,17 @@ class RLConfig:
         "episode", "when AMP's discriminator scores frames: 'episode' (once, when the episode ends, stored in the "
                    "replay) or 'batch' (every step of every sampled batch again, with the discriminator as it is "
                    "then: ~190x more scoring)")
-    amp_update_every: int = option(8, "AMP's discriminator trains one step every this many agent updates (with "
-                                      "--amp-scoring batch: every update)")
-    amp_batch_size: int = option(0, "agent frames (and as many expert frames) per discriminator step; 0: the "
-                                    "agent's batch size")
+    amp_update_every: int = option(16, "AMP's discriminator trains one step every this many agent updates (with "
+                                       "--amp-scoring batch: every update)")
+    amp_batch_size: int = option(64, "agent frames (and as many expert frames) per discriminator step; 0: the "
+                                     "agent's batch size")
     rnd_input: Literal["auto", "state", "pixels"] = option(
         "auto", "what the RND bonus reads: auto = what the agent sees (frames in a pixel run, the state vector in a "
                 "state run), or 'pixels' in a state run (frames are then rendered and kept for it)")
     env_worker: bool | None = option(
         None, "step the environment in a worker process that overlaps the network updates (results are identical "
-              "either way); default: when frames are rendered every step and at least 3 CPUs are available")
+              "either way); default: when frames are rendered every step and at least 3 CPUs, or 2 quiet ones, "
+              "are available")
     render_threads: int = option(0, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
                                     "frames: 0 rasterizes in the rendering thread itself (fastest at 64x64; the "
                                     "pixels are the same for every value); -1 leaves the environment's setting")
@@ -246,6 +250,21 @@ def online_scoring(config: RLConfig) -> Any:
     if config.amp_scoring == "batch":
         return OnlineScoring("batch")
     return OnlineScoring("episode", config.amp_update_every, config.amp_batch_size)
+
+
+def worker_pays_off() -> bool:
+    """Whether stepping and rendering in a worker process beside the updates is faster here: from 3 cores on, or
+    on 2 cores that nothing else keeps busy (on a quiet 2-core machine it took a diffusion cell from 27.5 to 18.2
+    ms per frame, ``benchmarks/rl_cells.py``; beside another busy process it slowed the updates more than it hid)."""
+    from diffusion_reward.utils.cpu_load import busy_cores
+
+    cpus = available_cpus()
+    if cpus >= 3:
+        return True
+    if cpus < 2:
+        return False
+    busy = busy_cores()
+    return busy is not None and busy < 0.5
 
 
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
@@ -407,7 +426,7 @@ class RLRun:
         self.env_spec = EnvSpec(task=cfg.task, pixels=self.pixels, image_size=cfg.image_size, camera=cfg.camera,
                                 action_repeat=cfg.action_repeat, max_episode_steps=cfg.max_episode_steps)
         self.renders = renders_every_step(cfg)
-        self.use_worker = cfg.env_worker if cfg.env_worker is not None else (self.renders and available_cpus() >= 3)
+        self.use_worker = cfg.env_worker if cfg.env_worker is not None else (self.renders and worker_pays_off())
         self.env = make_runner(self.env_spec, self.use_worker, cfg.render_threads)
         try:
             info = self.env.info
