@@ -289,7 +289,8 @@ def load_run_config(run_dir: str | os.PathLike) -> RLConfig:
 
 def _config_changes(stored: RLConfig, new: RLConfig) -> list[str]:
     a, b = to_dict(stored), to_dict(new)
-    changed = [k for k in a if k != "agent" and k not in RESUMABLE_CHANGES and a[k] != b.get(k)]
+    unused = {k for k in a if k.startswith("amp_")} if stored.reward != "amp" else set()  # AMP's, in a run without
+    changed = [k for k in a if k != "agent" and k not in RESUMABLE_CHANGES and k not in unused and a[k] != b.get(k)]
     changed += [f"agent.{k}" for k in a["agent"] if a["agent"][k] != b["agent"].get(k)]
     return changed
 
