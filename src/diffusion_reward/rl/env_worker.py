@@ -13,8 +13,8 @@ give identical results; only the wall clock differs:
 
 Thread counts. Mesa's software rasteriser (llvmpipe) starts one thread per core when its first
 OpenGL context is made, and a learner beside an unconstrained renderer slows down many times on a
-small machine, and at 64x64 a single rasterizer thread is slower than none (``LP_NUM_THREADS=0``
-rasterizes in the rendering thread itself, ~20% faster per frame than 1, with identical pixels).
+small machine; at 64x64 the default is none (``LP_NUM_THREADS=0`` rasterizes in the rendering
+thread itself, without a hand-off per frame; the pixels are the same for every value).
 The worker is started with ``LP_NUM_THREADS=render_threads`` (and one OpenMP
 thread) in its environment, so the setting holds from its first instruction. :class:`LocalEnv`
 sets ``LP_NUM_THREADS`` in this process before making its environment, which only takes effect

@@ -145,8 +145,8 @@ class RLConfig:
               "either way); default: when frames are rendered every step and at least 3 CPUs, or 2 quiet ones, "
               "are available")
     render_threads: int = option(0, "LP_NUM_THREADS of the software renderer (Mesa llvmpipe) that renders the "
-                                    "frames: 0 rasterizes in the rendering thread itself (fastest at 64x64; the "
-                                    "pixels are the same for every value); -1 leaves the environment's setting")
+                                    "frames: 0 rasterizes in the rendering thread itself (no hand-off per frame; "
+                                    "the pixels are the same for every value); -1 leaves the environment's setting")
     learner_threads: int = option(1, "PyTorch intra-op threads of the learner (0: PyTorch's default)")
     reward_threads: int = option(0, "PyTorch intra-op threads while the learned reward of a finished episode is "
                                     "computed, when nothing else runs in this process (0: every core this process "
