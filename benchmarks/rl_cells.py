@@ -83,7 +83,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     seed_wall = sum(float(r["episode_length"]) * config.action_repeat / float(r["fps"]) for r in seed)
     ms_per_frame = 1000 * steady_wall / steady_frames
     cell_s = seed_wall + (spec["cell_frames"] - seed_frames) * ms_per_frame / 1000
-    amp = {k: v for k, v in dataclasses.asdict(config).items() if k.startswith("amp_")} if spec["reward"] == "amp" else {}
+    amp = {k: v for k, v in dataclasses.asdict(config).items() if k.startswith("amp_")}
+    amp = amp if spec["reward"] == "amp" else {}
     return {**({"amp": amp} if amp else {}), "ms_per_frame": {p: round(v, 3) for p, v in per_frame.items()},
             "ms_per_frame_total": round(ms_per_frame, 3),
             "steady_frames": int(steady_frames), "seed_s": round(seed_wall, 1), "build_s": round(build_s, 1),
