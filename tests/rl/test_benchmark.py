@@ -97,16 +97,17 @@ def test_kill_9_anywhere_then_rerun_gives_the_uninterrupted_records(tmp_path, re
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     # 2. rerun, and kill -9 one cell process alone while it runs
-    proc = start(grid)
     lock = tmp_path / "runs" / "tiny" / "reach-v3__rnd__0.lock"
 
     def cell_pid() -> int | None:
         text = lock.read_text() if lock.exists() else ""
         return int(text.split()[1]) if text.startswith("pid ") else None
 
-    wait_for(lambda: cell_pid() is not None or finished_record(_cell(grid, "reach-v3__rnd__0")) is not None)
+    stale = cell_pid()  # written by a process killed in step 1
+    proc = start(grid)
+    wait_for(lambda: cell_pid() not in (None, stale) or finished_record(_cell(grid, "reach-v3__rnd__0")) is not None)
     pid = cell_pid()
-    if pid is not None and finished_record(_cell(grid, "reach-v3__rnd__0")) is None:
+    if pid not in (None, stale) and finished_record(_cell(grid, "reach-v3__rnd__0")) is None:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -299,7 +299,11 @@ def cell_lock(cell: Cell, on_wait: Any = None) -> Iterator[None]:
         f.truncate()
         f.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
         f.flush()
-        yield
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()  # released: nobody holds it (a killed holder leaves its line, and the lock is free)
 
 
 def run_cell(cell: Cell, progress: bool = False, log: Any = None) -> dict[str, Any]:
