@@ -344,7 +344,7 @@ def cell_record(cell: Cell, seconds: dict[str, float], wall_s: float | None = No
         "format": RECORD_FORMAT, "format_version": RECORD_FORMAT_VERSION,
         "grid": cell.grid, "task": cell.task, "reward": cell.reward.name, "method": cell.reward.reward,
         "seed": cell.seed, "budget": cell.frames, "frames": curve["frame"][-1] if curve["frame"] else 0,
-        "evaluations": {k: [_finite(v) for v in vals] for k, vals in curve.items()},
+        "evaluations": {k: vals if k == "frame" else [_finite(v) for v in vals] for k, vals in curve.items()},
         "seconds": {**{k: round(float(v), 2) for k, v in seconds.items()},
                     "loop_total": round(float(sum(seconds.values())), 2)},
         "wall_s_this_process": None if wall_s is None else round(wall_s, 2),
@@ -356,7 +356,8 @@ def cell_record(cell: Cell, seconds: dict[str, float], wall_s: float | None = No
 
 
 def _finite(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+    """``value`` to 6 significant digits (JSON has no NaN: ``None`` for a value that is not finite)."""
+    return None if value is None or not math.isfinite(value) else float(f"{float(value):.6g}")
 
 
 def inputs_fingerprint(cell: Cell) -> dict[str, Any]:
