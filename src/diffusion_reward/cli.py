@@ -7,16 +7,13 @@ only the module of the command being run is imported, so ``--help`` and ``doctor
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import importlib.util
 import os
 import sys
 
-from diffusion_reward.errors import UserError
+from diffusion_reward.errors import PLACE_ERRORS, UserError
 from diffusion_reward.utils.cpu_load import busy_cores
-
-PLACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # full, read-only, forbidden
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -109,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffusion-reward {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a write that did not go through atomic_path (logs, videos) into a full/read-only place
-        if exc.errno not in PLACE_ERRNOS:
+        if exc.errno not in PLACE_ERRORS:
             raise
-        print(f"diffusion-reward {args.command}: error: {exc.filename}: cannot write here: {exc.strerror}",
+        print(f"diffusion-reward {args.command}: error: {exc.filename}: cannot write here: "
+              f"{PLACE_ERRORS[exc.errno]} ({exc.strerror})",
               file=sys.stderr)
         return 2
 

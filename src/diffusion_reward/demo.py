@@ -144,9 +144,10 @@ def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = Fa
         results[name] = stage.finish(result, timings[name])["result"]
         say(f"[{i}/{len(plan)}] {name} done in {timings[name]:.0f} s (demo so far {time.perf_counter() - started:.0f} s)")
     from diffusion_reward.evaluation.demo_report import write_demo_report
+    from diffusion_reward.utils.provenance import machine
 
     atomic_write_json(root / "config.json", to_dict(config))
-    html = write_demo_report(config, root, results, timings, machine_summary())
+    html = write_demo_report(config, root, results, timings, machine())
     say(f"report: {html}")
     return html
 
@@ -168,12 +169,6 @@ def _time_left(expected: dict[str, float] | None, done: dict[str, float], remain
     speed = sum(done[s] for s in ran) / sum(expected[s] for s in ran) if ran else 1.0
     seconds = speed * sum(expected.get(s, 0.0) for s in remaining)
     return f" (about {max(1, round(seconds / 60))} min left)" if seconds >= 60 else f" (about {seconds:.0f} s left)"
-
-
-def machine_summary() -> dict[str, Any]:
-    from diffusion_reward.utils.provenance import machine
-
-    return machine()
 
 
 # ---- the stages ------------------------------------------------------------------------------------

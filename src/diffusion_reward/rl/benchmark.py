@@ -459,16 +459,14 @@ def _run_local(cells: list[Cell], jobs: int, report: GridReport, bar: "_GridProg
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from queue import SimpleQueue
 
-    from diffusion_reward.utils.device import available_cpus
-
     try:
         cores = sorted(os.sched_getaffinity(0))
-    except AttributeError:
+    except AttributeError:  # not Linux: no pinning
         cores = []
-    share = max(1, len(cores) // jobs) if cores else 0
+    share = len(cores) // jobs  # 0 (no pinning) when there are more jobs than cores
     slots: SimpleQueue = SimpleQueue()
     for i in range(jobs):
-        slots.put(cores[i * share:(i + 1) * share] if share and jobs <= available_cpus() else None)
+        slots.put(cores[i * share:(i + 1) * share] if share else None)
 
     def work(cell: Cell) -> int:
         slot = slots.get()
@@ -506,9 +504,9 @@ def _exit_reason(code: int) -> str | None:
 
 
 def _settle(cell: Cell, failure: str | None, report: GridReport, log: Any, bar: "_GridProgress") -> None:
-    if failure is None and finished_record(cell) is not None:
+    record = finished_record(cell) if failure is None else None
+    if record is not None:
         report.finished.append(cell.key)
-        record = finished_record(cell)
         final = record["evaluations"]["success_rate"][-1] if record["evaluations"]["success_rate"] else float("nan")
         log(f"{cell.key}: finished, success {final:.2f} at {record['frames']} frames; {bar.summary()}")
         return
@@ -564,14 +562,25 @@ class _GridProgress:
         self.enabled = enabled and os.environ.get("DIFFUSION_REWARD_PROGRESS", "1") != "0"
         self.bar = None
         self.total = sum(c.frames for c in cells)
-        self.start_frames = sum(cell_progress(c) for c in cells)
+        self.finished: set[str] = set()  # cells seen finished: their records are not read again
+        self.start_frames = sum(self.progress())
         self.start_time = time.monotonic()
+
+    def progress(self) -> list[int]:
+        """Frames done per cell, read from the files of the cells not yet seen finished."""
+        out = []
+        for c in self.cells:
+            done = c.frames if c.key in self.finished else cell_progress(c)
+            if done >= c.frames:
+                self.finished.add(c.key)
+            out.append(done)
+        return out
 
     def summary(self) -> str:
         """``N/M cells, F% of the frames, about T left`` (the rate so far in this run)."""
-        progress = [cell_progress(c) for c in self.cells]
+        progress = self.progress()
         done = sum(progress)
-        finished = sum(p >= c.frames for p, c in zip(progress, self.cells))
+        finished = len(self.finished)
         text = f"{finished}/{len(self.cells)} cells, {100 * done / max(1, self.total):.0f}% of the frames"
         rate = (done - self.start_frames) / max(1e-9, time.monotonic() - self.start_time)
         if rate > 0 and done < self.total:
@@ -590,8 +599,8 @@ class _GridProgress:
     def refresh_from_files(self) -> None:
         if self.bar is None:
             return
-        progress = [cell_progress(c) for c in self.cells]
-        finished = sum(p >= c.frames for p, c in zip(progress, self.cells))
+        progress = self.progress()
+        finished = len(self.finished)
         self.bar.set_postfix_str(f"{finished}/{len(self.cells)} cells", refresh=False)
         self.bar.update(max(0, sum(progress) - self.bar.n))
 

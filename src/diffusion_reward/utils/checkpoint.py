@@ -9,7 +9,6 @@ safetensors, metadata as JSON; nothing is pickled.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import tempfile
@@ -19,18 +18,12 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffusion_reward.errors import UserError
+from diffusion_reward.errors import PLACE_ERRORS, UserError
 
 CONFIG_NAME = "config.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 WEIGHTS_NAME = "model.safetensors"
-
-
-# Errors of the place written to (not of the data): a full disk, a read-only or forbidden location.
-_PLACE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-                 errno.EROFS: "the location is read-only", errno.EACCES: "permission denied",
-                 errno.EPERM: "permission denied"}
 
 
 class WriteError(UserError):
@@ -56,9 +49,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, path)
     except OSError as exc:
-        if exc.errno not in _PLACE_ERRORS:
+        if exc.errno not in PLACE_ERRORS:
             raise
-        raise WriteError(f"{path}: cannot write here: {_PLACE_ERRORS[exc.errno]} ({exc.strerror})") from None
+        raise WriteError(f"{path}: cannot write here: {PLACE_ERRORS[exc.errno]} ({exc.strerror})") from None
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()

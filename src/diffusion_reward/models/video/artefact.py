@@ -12,7 +12,6 @@ plus ``model.safetensors`` (the weights; the EMA weights for a model trained wit
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -23,6 +22,7 @@ from torch import nn
 from diffusion_reward.config import from_dict, to_dict
 from diffusion_reward.errors import UserError
 from diffusion_reward.utils.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_artefact, read_json, save_artefact
+from diffusion_reward.utils.provenance import file_digest
 from diffusion_reward.utils.logging import get_logger
 
 FORMAT_VERSION = 1
@@ -38,11 +38,7 @@ def codec_fingerprint(codec_dir: str | os.PathLike) -> str:
     path = Path(codec_dir) / WEIGHTS_NAME
     if not path.is_file():
         raise UserError(f"{codec_dir}: not a codec directory (no {WEIGHTS_NAME})")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path)
 
 
 def codec_reference(codec_dir: str | os.PathLike) -> dict[str, str]:
