@@ -139,7 +139,8 @@ def test_usage_and_perplexity_of_a_batch() -> None:
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny: VQGAN) -> None:
     tiny.save_pretrained(tmp_path / "codec")
-    assert json.loads((tmp_path / "codec" / "config.json").read_text())["model_type"] == "vqgan"
+    meta = json.loads((tmp_path / "codec" / "config.json").read_text())
+    assert meta["kind"] == "vqgan" and meta["format_version"] == 1 and "package_version" in meta
     loaded = VQGAN.from_pretrained(tmp_path / "codec", device="cpu")
     assert loaded.config == tiny.config and not loaded.training
     x = _frames(3, seed=2)
@@ -149,15 +150,21 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny: VQGAN) -> 
 
 
 def test_loading_a_wrong_or_damaged_directory_is_a_clear_error(tmp_path, tiny: VQGAN) -> None:
-    with pytest.raises(ArtefactError, match="not a model directory"):
+    with pytest.raises(ArtefactError, match="not a codec directory"):
         VQGAN.from_pretrained(tmp_path / "nothing")
     tiny.save_pretrained(tmp_path / "codec")
     meta = json.loads((tmp_path / "codec" / "config.json").read_text())
+    legacy = {"model_type": "vqgan", "format_version": 1, "config": meta["config"], "extra": {}}  # before one header
+    (tmp_path / "codec" / "config.json").write_text(json.dumps(legacy))
+    assert VQGAN.from_pretrained(tmp_path / "codec").config == tiny.config
+    (tmp_path / "codec" / "config.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ArtefactError, match=r"codec format 99 is newer than this package reads \(1\)"):
+        VQGAN.from_pretrained(tmp_path / "codec")
     meta["config"]["codebook_size"] = 256
     (tmp_path / "codec" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ArtefactError, match="do not match"):
         VQGAN.from_pretrained(tmp_path / "codec")
-    meta["model_type"] = "vqdiffusion"
+    meta["kind"] = "vqdiffusion"
     (tmp_path / "codec" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ArtefactError, match="expected 'vqgan'"):
         VQGAN.from_pretrained(tmp_path / "codec")

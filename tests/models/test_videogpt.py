@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from diffusion_reward.models.video.artefact import load_video_model
+from diffusion_reward.models.video import load_video_model
 from diffusion_reward.models.video.videogpt import PRESETS, VideoGPT, build
 
 K = 32

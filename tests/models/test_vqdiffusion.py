@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffusion_reward.errors import UserError
-from diffusion_reward.models.video.artefact import CodecMismatchError, codec_reference, load_video_model
+from diffusion_reward.models.video import CodecMismatchError, codec_reference, load_video_model
 from diffusion_reward.models.video.vqdiffusion import PRESETS, VQDiffusion, build
 from diffusion_reward.utils.checkpoint import save_tensors
 

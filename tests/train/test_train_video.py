@@ -12,7 +12,7 @@ from diffusion_reward import cli
 from diffusion_reward.data.episodes import DatasetWriter, Episode
 from diffusion_reward.models.codec import PRESETS as CODEC_PRESETS
 from diffusion_reward.models.codec import VQGAN
-from diffusion_reward.models.video.artefact import CodecMismatchError, load_video_model
+from diffusion_reward.models.video import CodecMismatchError, load_video_model
 from diffusion_reward.models.video.videogpt import VideoGPT
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion
 from diffusion_reward.train.video import shift_windows, still_windows, tokenize_episodes
@@ -87,7 +87,7 @@ def test_a_used_run_directory_is_refused_before_tokenising(setup, capsys):
     (setup / "used" / "tokens.safetensors").unlink()
     assert cli.main(["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), "--preset",
                      "tiny", "--run-dir", str(setup / "used"), "--steps", "4", "--no-progress"]) != 0
-    assert "already has checkpoints; pass --resume" in capsys.readouterr().err
+    assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
     assert not (setup / "used" / "tokens.safetensors").exists()  # refused before the slow tokenising
 
 

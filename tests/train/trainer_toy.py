@@ -28,7 +28,7 @@ class ToyConfig:
 
 class ToyNet(PretrainedModel):
     config_class = ToyConfig
-    model_type = "toy"
+    kind = "toy"
 
     def __init__(self, config: ToyConfig):
         super().__init__(config)

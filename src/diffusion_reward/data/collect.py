@@ -51,8 +51,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from diffusion_reward.config import option, to_dict
-from diffusion_reward.data.episodes import DatasetWriter, Episode, policy_slug, save_episode
+from diffusion_reward.config import option
+from diffusion_reward.data.episodes import DatasetWriter, Episode, check_existing, policy_slug, save_episode
 from diffusion_reward.data.policies import PolicySpec, make_policy, parse_policy
 from diffusion_reward.errors import UserError
 
@@ -192,6 +192,8 @@ def plan(config: CollectConfig, root: str | os.PathLike, done: Iterable[str] = (
             raise UserError(f"task {task!r} has no scripted expert, so policies "
                             f"{[p.name for p in policies if p.needs_expert]} cannot run on it; use --policy random, "
                             "or import demonstrations with `diffusion-reward import-demos`")
+    from diffusion_reward.envs.rendering import default_render_settings
+
     render = default_render_settings()
     jobs = []
     for task in tasks:
@@ -208,13 +210,6 @@ def plan(config: CollectConfig, root: str | os.PathLike, done: Iterable[str] = (
                                     config.camera, config.action_repeat, config.max_steps, config.stop_on_success,
                                     render))
     return jobs
-
-
-def default_render_settings() -> dict[str, Any]:
-    """The render settings collections use (and record): the environments' default, so RL matches."""
-    from diffusion_reward.envs import RenderSettings
-
-    return to_dict(RenderSettings.fast())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +402,8 @@ def collect(config: CollectConfig, out: str | os.PathLike, *, skip_bad: bool = F
     files already in the dataset are read first: a corrupt one is an error naming it, or, with
     ``skip_bad``, is reported, dropped from the manifest and collected again.
     """
-    from diffusion_reward.data.importers import check_existing
+
+    from diffusion_reward.envs.rendering import default_render_settings
 
     config.validate()
     root = Path(out)

@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from diffusion_reward.errors import UserError
-from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, read_json
+from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, check_format_version, read_json
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "diffusion-reward-episodes"
@@ -259,9 +259,7 @@ class DatasetWriter:
 def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise DatasetError(f"{path}: not a diffusion-reward dataset manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise DatasetError(f"{path}: dataset format {manifest['format_version']} is newer than this "
-                           f"package reads ({FORMAT_VERSION}); upgrade diffusion-reward")
+    check_format_version(manifest, FORMAT_VERSION, path, "dataset", DatasetError)
     if not isinstance(manifest.get("episodes"), list):
         raise DatasetError(f"{path}: manifest has no 'episodes' list")
     return manifest
@@ -418,3 +416,23 @@ def load_dataset(paths: str | os.PathLike | Sequence[str | os.PathLike], skip_ba
         entries.extend({**e, "_root": str(root)} for e in manifest["episodes"])
     dataset = EpisodeDataset(roots, entries, attributes, skip_bad=skip_bad)
     return dataset
+
+
+def check_existing(out: str | os.PathLike, skip_bad: bool) -> list[str]:
+    """Read every episode already recorded in ``out`` (if it is a dataset).
+
+    A corrupt or missing episode file raises :class:`DatasetError` naming it; with ``skip_bad``
+    the errors are returned instead and the entries are dropped from the manifest, so the
+    sources they came from are imported (or collected) again.
+    """
+    root = Path(out)
+    if not (root / "manifest.json").exists():
+        return []
+    dataset = load_dataset(root, skip_bad=skip_bad)
+    errors = dataset.validate()
+    if errors:
+        writer = DatasetWriter(root)
+        good = {e["file"] for e in dataset.entries}
+        bad = {e["file"] for e in writer.manifest["episodes"]} - good
+        writer.update(lambda episodes: [e for e in episodes if e["file"] not in bad])
+    return errors

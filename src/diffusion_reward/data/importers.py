@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from diffusion_reward.data.episodes import DatasetError, DatasetWriter, Episode, load_dataset
+from diffusion_reward.data.episodes import DatasetError, DatasetWriter, Episode, check_existing
 from diffusion_reward.errors import UserError
 from diffusion_reward.utils.video_io import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoError, image_sequence,
                                              is_image_file, is_video_file, read_video, resize_center_crop,
@@ -66,26 +66,6 @@ class ImportReport:
             lines.append(f"{len(self.bad_existing)} episode file(s) already in the dataset are unreadable:")
             lines.extend(f"  {reason}" for reason in self.bad_existing)
         return "\n".join(lines)
-
-
-def check_existing(out: str | os.PathLike, skip_bad: bool) -> list[str]:
-    """Read every episode already recorded in ``out`` (if it is a dataset).
-
-    A corrupt or missing episode file raises :class:`DatasetError` naming it; with ``skip_bad``
-    the errors are returned instead and the entries are dropped from the manifest, so the
-    sources they came from are imported (or collected) again.
-    """
-    root = Path(out)
-    if not (root / "manifest.json").exists():
-        return []
-    dataset = load_dataset(root, skip_bad=skip_bad)
-    errors = dataset.validate()
-    if errors:
-        writer = DatasetWriter(root)
-        good = {e["file"] for e in dataset.entries}
-        bad = {e["file"] for e in writer.manifest["episodes"]} - good
-        writer.update(lambda episodes: [e for e in episodes if e["file"] not in bad])
-    return errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +368,7 @@ def import_demos(path: str | os.PathLike, out: str | os.PathLike, *, task: str, 
     """
     from diffusion_reward.envs import make_env, resolve_task
 
-    from diffusion_reward.data.collect import default_render_settings
+    from diffusion_reward.envs.rendering import default_render_settings
 
     path = Path(path)
     spec = resolve_task(task)

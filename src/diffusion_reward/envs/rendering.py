@@ -210,6 +210,13 @@ class RenderSettings:
             raise ValueError("RenderSettings: shadows need a shadow map; give shadow_size > 0 or None")
 
 
+def default_render_settings() -> dict[str, Any]:
+    """The render settings datasets record (:meth:`RenderSettings.fast`), as a dict; RL renders the same."""
+    from diffusion_reward.config import to_dict
+
+    return to_dict(RenderSettings.fast())
+
+
 def model_cameras(model: Any) -> list[str]:
     """The names of the cameras defined in a MuJoCo model, in model order."""
     return [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]

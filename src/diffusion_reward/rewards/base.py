@@ -70,10 +70,9 @@ import torch.nn.functional as F
 
 from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.standardize import RewardStats
-from diffusion_reward.utils.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_tensors, read_json, save_artefact
+from diffusion_reward.utils.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, ArtefactError, artefact_header, load_tensors,
+                                               read_artefact_config, save_artefact)
 from diffusion_reward.utils.device import resolve_device
-
-ARTEFACT_FORMAT_VERSION = 1
 
 # Built-in kinds and the module that registers each; imported only when that kind is loaded.
 BUILTIN_KINDS: dict[str, str] = {
@@ -357,11 +356,9 @@ class RewardModel(abc.ABC):
         ``config.json`` holds ``kind``, ``config`` (:meth:`config_dict`, from which the model is
         rebuilt), ``stats``, ``sample_seed`` and, for people reading the file, ``history`` and
         ``image_size``. Returns the directory."""
-        from diffusion_reward.version import __version__
-
         if not self.kind:
             raise TypeError(f"{type(self).__name__} is not registered; decorate it with @register_reward(kind)")
-        config = {"kind": self.kind, "format_version": ARTEFACT_FORMAT_VERSION, "package_version": __version__,
+        config = {**artefact_header(self.kind),
                   "history": self.history, "image_size": self.image_size, "sample_seed": self.sample_seed,
                   "stats": None if self.stats is None else self.stats.to_dict(),
                   "task_stats": {task: stats.to_dict() for task, stats in self.task_stats.items()},
@@ -379,9 +376,6 @@ class RewardModel(abc.ABC):
         if meta["kind"] != cls.kind:
             raise UserError(f"{directory}: holds a {meta['kind']!r} reward model, not {cls.kind!r}; "
                             "use load_reward_model() to load any kind")
-        if meta.get("format_version", 1) > ARTEFACT_FORMAT_VERSION:
-            raise UserError(f"{directory}: reward model format {meta['format_version']} is newer than this "
-                            f"package reads ({ARTEFACT_FORMAT_VERSION}); upgrade diffusion-reward")
         try:
             model = cls.from_config(meta.get("config") or {}, device=device)
         except (TypeError, ValueError) as exc:
@@ -546,16 +540,10 @@ def _read_config(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise UserError(f"{directory}: no such reward model directory (expected a folder with {CONFIG_NAME} "
                         f"and {WEIGHTS_NAME} written by save_pretrained; known kinds: {kinds})")
-    path = directory / CONFIG_NAME
     try:
-        meta = read_json(path)
-    except FileNotFoundError:
-        raise UserError(f"{directory}: not a reward model (no {CONFIG_NAME}); known kinds: {kinds}") from None
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
-        raise UserError(f"{path}: has no \"kind\" naming the reward model; known kinds: {kinds}")
-    return meta
+        return read_artefact_config(directory, "reward model")
+    except ArtefactError as exc:
+        raise UserError(f"{exc}; known kinds: {kinds}") from None
 
 
 def _module_exists(name: str) -> bool:

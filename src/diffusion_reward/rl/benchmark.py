@@ -239,7 +239,7 @@ def grid_from_dict(data: dict[str, Any], where: str = "grid") -> GridSpec:
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
     """A cell record; :class:`UserError` naming the file when it is not one this version reads."""
-    from diffusion_reward.utils.checkpoint import read_json
+    from diffusion_reward.utils.checkpoint import check_format_version, read_json
 
     try:
         record = read_json(path)
@@ -247,8 +247,7 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(str(exc)) from None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise UserError(f"{path}: not an RL cell record (format {RECORD_FORMAT!r})")
-    if record.get("format_version", 0) > RECORD_FORMAT_VERSION:
-        raise UserError(f"{path}: record format {record['format_version']} is newer than this package reads")
+    check_format_version(record, RECORD_FORMAT_VERSION, path, "record")
     return record
 
 

@@ -83,9 +83,9 @@ from diffusion_reward.rl.replay import EPISODE_DIR, INDEX_NAME, ReplayBuffer
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
 from diffusion_reward.utils.device import available_cpus, torch_threads
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.rundir import Checkpoints, config_changes, refuse_existing_run
 from diffusion_reward.utils.seeding import rng_state, seed_everything, set_rng_state
 
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FORMAT_VERSION = 1
 # Settings a resumed run may change: they decide how long it runs, how it is watched and how fast
 # it goes, not what it learns (thread counts and devices may change float rounding, though).
@@ -267,13 +267,14 @@ def worker_pays_off() -> bool:
     return busy is not None and busy < 0.5
 
 
+def run_checkpoints(run_dir: str | os.PathLike) -> Checkpoints:
+    """The RL loop's checkpoints of a run directory (``checkpoints/frame-<frame>``)."""
+    return Checkpoints(run_dir, "frame", "loop.json", digits=9, format_version=CHECKPOINT_FORMAT_VERSION)
+
+
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
     """The complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("frame-")
-                  and (p / "loop.json").exists())
+    return run_checkpoints(run_dir).complete()
 
 
 def load_run_config(run_dir: str | os.PathLike) -> RLConfig:
@@ -288,11 +289,9 @@ def load_run_config(run_dir: str | os.PathLike) -> RLConfig:
 
 
 def _config_changes(stored: RLConfig, new: RLConfig) -> list[str]:
-    a, b = to_dict(stored), to_dict(new)
-    unused = {k for k in a if k.startswith("amp_")} if stored.reward != "amp" else set()  # AMP's, in a run without
-    changed = [k for k in a if k != "agent" and k not in RESUMABLE_CHANGES and k not in unused and a[k] != b.get(k)]
-    changed += [f"agent.{k}" for k in a["agent"] if a["agent"][k] != b["agent"].get(k)]
-    return changed
+    ignore_amp = stored.reward != "amp"  # AMP's settings, in a run without AMP
+    return [path for path in config_changes(to_dict(stored), to_dict(new))
+            if path.split(".")[0] not in RESUMABLE_CHANGES and not (ignore_amp and path.startswith("amp_"))]
 
 
 class _FrameStack:
@@ -380,17 +379,15 @@ class RLRun:
         # Written only once everything is built, so that a mistyped setting leaves no run directory behind.
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.run_dir / "config.json", to_dict(self.config))
-        for stale in (self.run_dir / CHECKPOINT_DIR).glob(".frame-*"):  # a checkpoint cut short by a kill
-            shutil.rmtree(stale, ignore_errors=True)
+        run_checkpoints(self.run_dir).clear_partial()  # a checkpoint cut short by a kill
         self.writer = MetricsWriter(self.run_dir, tensorboard=cfg.tensorboard)
 
     # ---- set-up ------------------------------------------------------------------------------
     def _prepare_run_dir(self, config: RLConfig, resume: bool) -> RLConfig:
         existing = checkpoint_dirs(self.run_dir)
         stored_path = self.run_dir / "config.json"
-        if not resume and (existing or stored_path.exists()):
-            raise UserError(f"{self.run_dir}: run directory already holds a run; pass --resume to continue it, or "
-                            "choose another --run-dir")
+        if not resume:
+            refuse_existing_run(self.run_dir, bool(existing) or stored_path.exists(), "a run")
         resolved = config.resolved()
         if resume and stored_path.exists():
             stored = load_run_config(self.run_dir)
@@ -551,8 +548,9 @@ class RLRun:
         return every > 0 and self.global_frame // every > (last or 0) // every
 
     def _checkpoint_frame(self) -> int | None:
-        existing = checkpoint_dirs(self.run_dir)
-        return int(existing[-1].name.split("-")[1]) if existing else None
+        checkpoints = run_checkpoints(self.run_dir)
+        newest = checkpoints.newest()
+        return checkpoints.number(newest) if newest is not None else None
 
     def _start_episode(self) -> _Episode:
         tick = time.perf_counter()
@@ -663,15 +661,11 @@ class RLRun:
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/frame-<N>`` atomically and drop older checkpoints."""
         tick = time.perf_counter()
-        root = self.run_dir / CHECKPOINT_DIR
-        final = root / f"frame-{self.global_frame:09d}"
-        tmp = root / f".frame-{self.global_frame:09d}.tmp"
-        previous = checkpoint_dirs(self.run_dir)
-        if final.exists():
-            return final
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+        checkpoints = run_checkpoints(self.run_dir)
+        previous = checkpoints.complete()
+        if checkpoints.path(self.global_frame).exists():
+            return checkpoints.path(self.global_frame)
+        tmp = checkpoints.begin(self.global_frame)
         replays = {"replay": self.replay, "frame_replay": self.frame_replay}
         for name, replay in replays.items():
             if replay is None:
@@ -682,22 +676,18 @@ class RLRun:
         save_tensors(tmp / "agent.safetensors", self.agent.state_dict())
         save_tensors(tmp / "rng.safetensors", rng_state())
         self.terms.save_state(tmp / "reward")
-        atomic_write_json(tmp / "loop.json", {
-            "format_version": CHECKPOINT_FORMAT_VERSION, "global_step": self.global_step,
-            "global_frame": self.global_frame, "episode": self.episode, "updates": self.updates,
-            "last_eval_frame": self.last_eval_frame, "last_success": self.last_success, "elapsed_s": self.elapsed,
-            "seconds": self.clock.total, "sampler": self.sampler.bit_generator.state,
+        checkpoints.write_marker(tmp, {
+            "global_step": self.global_step, "global_frame": self.global_frame, "episode": self.episode,
+            "updates": self.updates, "last_eval_frame": self.last_eval_frame, "last_success": self.last_success,
+            "elapsed_s": self.elapsed, "seconds": self.clock.total, "sampler": self.sampler.bit_generator.state,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        os.replace(tmp, final)
-        for old in previous:
-            shutil.rmtree(old, ignore_errors=True)
+        final = checkpoints.commit(self.global_frame)
+        checkpoints.prune(1)
         self.clock.add("checkpoint", time.perf_counter() - tick)
         return final
 
     def _load_checkpoint(self, path: Path) -> None:
-        loop = read_json(path / "loop.json")
-        if loop.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
-            raise UserError(f"{path}: checkpoint format {loop['format_version']} is newer than this package reads")
+        loop = run_checkpoints(self.run_dir).read_marker(path)
         try:
             self.agent.load_state_dict(load_tensors(path / "agent.safetensors"))
         except ValueError as exc:

@@ -67,7 +67,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping
@@ -82,9 +81,9 @@ from diffusion_reward.errors import UserError
 from diffusion_reward.utils.checkpoint import atomic_write_json, load_tensors, read_json, save_tensors
 from diffusion_reward.utils.device import autocast, resolve_device, use_bf16
 from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.rundir import Checkpoints, config_changes, refuse_existing_run
 from diffusion_reward.utils.seeding import rng_state, seed_everything, set_rng_state
 
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FORMAT_VERSION = 1
 
 
@@ -231,22 +230,14 @@ class StepSampler:
         return torch.cat(out)
 
 
+def run_checkpoints(run_dir: str | os.PathLike) -> Checkpoints:
+    """The trainer's checkpoints of a run directory (``checkpoints/step-<step>``)."""
+    return Checkpoints(run_dir, "step", "trainer.json", digits=8, format_version=CHECKPOINT_FORMAT_VERSION)
+
+
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
     """The complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "trainer.json").exists()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
+    return run_checkpoints(run_dir).complete()
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -257,9 +248,8 @@ def check_run_dir(config: TrainerConfig) -> None:
     The trainer checks this itself; commands call it first too, so the error comes before slow
     preparation (loading data, tokenising) rather than after it.
     """
-    if config.run_dir and not config.resume and checkpoint_dirs(Path(config.run_dir)):
-        raise UserError(f"{config.run_dir}: run directory already has checkpoints; pass --resume to continue it, "
-                        "or choose another --run-dir (or delete this one)")
+    if config.run_dir and not config.resume:
+        refuse_existing_run(config.run_dir, bool(checkpoint_dirs(config.run_dir)), "checkpoints")
 
 
 class Trainer:
@@ -444,7 +434,7 @@ class Trainer:
                 if old.exists():
                     stored = read_json(old).get("task", {})
                     now = json.loads(json.dumps(self.task.config_dict()))
-                    diff = _diff_keys(stored, now)
+                    diff = config_changes(stored, now)
                     if diff:
                         raise UserError(f"{old}: cannot resume, the task configuration changed: {', '.join(diff)}")
             elif self.is_main:
@@ -453,6 +443,7 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / "config.json", self._resolved_config())
+            run_checkpoints(self.run_dir).clear_partial()  # a checkpoint cut short by a kill
         return resume_from
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -462,16 +453,12 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step-<step>`` atomically (all ranks call this); prune old ones."""
-        root = self.run_dir / CHECKPOINT_DIR
-        final = root / f"step-{self.step:08d}"
-        tmp = root / f".step-{self.step:08d}.tmp"
-        if self.is_main:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
+        checkpoints = run_checkpoints(self.run_dir)
+        tmp = checkpoints.begin(self.step) if self.is_main else checkpoints.tmp_path(self.step)
         self._barrier()
         save_tensors(tmp / f"rng-rank{self.rank}.safetensors", rng_state())
         self._barrier()
+        final = checkpoints.path(self.step)
         if self.is_main:
             tensors = {f"module/{name}/{k}": v for name, m in self.task.modules.items()
                        for k, v in m.state_dict().items()}
@@ -481,23 +468,17 @@ class Trainer:
             optim = {name: opt.state_dict() for name, opt in self._optimizers.items()}
             with open(tmp / "optimizers.pt", "wb") as f:
                 torch.save(optim, f)
-            atomic_write_json(tmp / "trainer.json", {
-                "format_version": CHECKPOINT_FORMAT_VERSION, "step": self.step, "updates": self._updates,
-                "world_size": self.world_size, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "last_metrics": self.history[-1] if self.history else {}})
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            for old in checkpoint_dirs(self.run_dir)[:-max(1, self.config.keep_checkpoints)]:
-                shutil.rmtree(old, ignore_errors=True)
+            checkpoints.write_marker(tmp, {
+                "step": self.step, "updates": self._updates, "world_size": self.world_size,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "last_metrics": self.history[-1] if self.history else {}})
+            checkpoints.commit(self.step)
+            checkpoints.prune(self.config.keep_checkpoints)
         self._barrier()
         self.last_checkpoint = final
         return final
 
     def load_checkpoint(self, path: Path) -> None:
-        meta = read_json(path / "trainer.json")
-        if meta.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
-            raise UserError(f"{path}: checkpoint format is newer than this package reads")
+        meta = run_checkpoints(self.run_dir).read_marker(path)
         tensors = load_tensors(path / "state.safetensors")
         for name, module in self.task.modules.items():
             prefix = f"module/{name}/"

@@ -34,9 +34,8 @@ from diffusion_reward.config import option, to_dict
 from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_filter
 from diffusion_reward.errors import UserError
 from diffusion_reward.models.codec.vqgan import keep_unchanged_codes, unchanged_cells
-from diffusion_reward.models.video import videogpt, vqdiffusion
-from diffusion_reward.models.video.artefact import VideoModelArtefact, codec_reference
-from diffusion_reward.models.video.videogpt import VideoGPT, VideoGPTConfig
+from diffusion_reward.models.video import VIDEO_MODELS, VideoModelArtefact, codec_reference, videogpt, vqdiffusion
+from diffusion_reward.models.video.videogpt import VideoGPTConfig
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion, VQDiffusionConfig
 from diffusion_reward.train.data import WindowDataset
 from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfig, TrainTask, check_run_dir,
@@ -48,7 +47,6 @@ from diffusion_reward.utils.seeding import seed_everything
 
 ModelKind = Literal["vqdiffusion", "videogpt"]
 MODEL_PRESETS: dict[str, dict[str, Any]] = {"vqdiffusion": vqdiffusion.PRESETS, "videogpt": videogpt.PRESETS}
-MODEL_CLASSES: dict[str, type[VideoModelArtefact]] = {"vqdiffusion": VQDiffusion, "videogpt": VideoGPT}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,8 +350,8 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     from diffusion_reward.models.codec import VQGAN
 
     log = get_logger()
-    if model not in MODEL_CLASSES:
-        raise UserError(f"unknown video model {model!r}; choose from {sorted(MODEL_CLASSES)}")
+    if model not in VIDEO_MODELS:
+        raise UserError(f"unknown video model {model!r}; choose from {sorted(VIDEO_MODELS)}")
     if preset not in MODEL_PRESETS[model]:
         raise UserError(f"unknown {model} preset {preset!r}; choose from {sorted(MODEL_PRESETS[model])}")
     preset_train, preset_trainer = TRAIN_PRESETS[model][preset]
@@ -373,7 +371,7 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
     except FileNotFoundError as exc:
         raise UserError(f"{codec}: cannot load the codec ({exc})") from None
     reference = codec_reference(codec)
-    model_class = MODEL_CLASSES[model]
+    model_class = VIDEO_MODELS[model]
     base = model_config if model_config is not None else MODEL_PRESETS[model][preset]
     if not isinstance(base, model_class.config_class):
         raise UserError(f"model_config is a {type(base).__name__}, {model} needs a {model_class.config_class.__name__}")

@@ -1,9 +1,16 @@
-"""Atomic file writes and the artefact directory format (``config.json`` + ``*.safetensors``).
+"""Atomic file writes, the artefact directory format (``config.json`` + ``*.safetensors``) and format versions.
 
-Everything the project writes to disk goes through :func:`atomic_write`: the data lands in a
+Everything the project writes to disk goes through :func:`atomic_path`: the data lands in a
 temporary file in the same directory and is renamed into place, so a run killed mid-write
 leaves either the old file or the new one, never half of one. Weights are stored as
 safetensors, metadata as JSON; nothing is pickled.
+
+Format versions, one scheme for every file format the project writes (model artefacts, datasets,
+checkpoints, benchmark records): the JSON carries an integer ``"format_version"``; a reader
+accepts any version up to its own and refuses a newer one with :func:`check_format_version`'s
+one-line message naming the file. Every saved model (codec, video models, reward models) is an
+artefact directory whose ``config.json`` starts with :func:`artefact_header` (``kind``,
+``format_version``, ``package_version``) and is read back with :func:`read_artefact_config`.
 """
 
 from __future__ import annotations
@@ -13,14 +20,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from diffusion_reward.errors import PLACE_ERRORS, UserError
+from diffusion_reward.version import __version__
 
 CONFIG_NAME = "config.json"
+ARTEFACT_FORMAT_VERSION = 1  # the layout of model artefact directories: codec, video models and reward models
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 WEIGHTS_NAME = "model.safetensors"
@@ -120,3 +129,55 @@ def load_artefact(directory: str | os.PathLike, weights_name: str = WEIGHTS_NAME
         raise FileNotFoundError(f"{directory}: not a model directory (expected a folder with {CONFIG_NAME})")
     config = read_json(directory / CONFIG_NAME)
     return config, load_tensors(directory / weights_name, device=device)
+
+
+class ArtefactError(UserError, ValueError):
+    """A model directory cannot be loaded (missing, not a model, another kind, newer format, mismatched weights)."""
+
+
+def check_format_version(meta: dict[str, Any], supported: int, path: str | os.PathLike, what: str,
+                         error: type[UserError] = UserError) -> None:
+    """Refuse a file written in a newer format than this package reads (``what``: "dataset", "checkpoint", ...)."""
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or version > supported:
+        raise error(f"{path}: {what} format {version} is newer than this package reads ({supported}); "
+                    "upgrade diffusion-reward")
+
+
+def artefact_header(kind: str) -> dict[str, Any]:
+    """The first fields of every artefact's ``config.json``."""
+    return {"kind": kind, "format_version": ARTEFACT_FORMAT_VERSION, "package_version": __version__}
+
+
+def read_artefact_config(directory: str | os.PathLike, what: str = "model",
+                         kind: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Read and check an artefact directory's ``config.json`` (not its weights).
+
+    Raises :class:`ArtefactError` naming the path when the directory or its config is missing or
+    unreadable, when it holds no ``kind`` or, with ``kind``, another kind than expected, and when
+    its format is newer than this package reads. Artefacts written before the one header
+    (``"model_type"`` instead of ``"kind"``) read the same.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtefactError(f"{directory}: not a {what} directory (no such folder; expected one with {CONFIG_NAME})")
+    path = directory / CONFIG_NAME
+    try:
+        meta = read_json(path)
+    except FileNotFoundError:
+        raise ArtefactError(f"{directory}: not a {what} directory (no {CONFIG_NAME})") from None
+    except ValueError as exc:
+        raise ArtefactError(str(exc)) from None
+    if not isinstance(meta, dict):
+        raise ArtefactError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if "kind" not in meta and "model_type" in meta:
+        meta["kind"] = meta.pop("model_type")
+    found = meta.get("kind")
+    if not isinstance(found, str):
+        raise ArtefactError(f"{path}: has no \"kind\" naming the model")
+    expected = [kind] if isinstance(kind, str) else list(kind or [])
+    if expected and found not in expected:
+        wanted = " or ".join(repr(k) for k in expected)
+        raise ArtefactError(f"{directory}: holds a {found!r} {what}, expected {wanted}")
+    check_format_version(meta, ARTEFACT_FORMAT_VERSION, path, what, ArtefactError)
+    return meta

@@ -261,7 +261,8 @@ class VQGAN(PretrainedModel):
     """
 
     config_class = CodecConfig
-    model_type = "vqgan"
+    kind = "vqgan"
+    what = "codec"
 
     def __init__(self, config: CodecConfig):
         super().__init__(config)

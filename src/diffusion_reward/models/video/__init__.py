@@ -16,11 +16,29 @@ tokens): divide by ``64 * ln 2`` for bits per token. The diffusion process (sche
 posteriors, bound, sampler) is :mod:`diffusion_reward.models.video.schedule`.
 """
 
-from diffusion_reward.models.video.artefact import (CodecMismatchError, codec_fingerprint, codec_reference,
-                                                    load_video_model)
+from __future__ import annotations
+
+import os
+
+import torch
+
+from diffusion_reward.models.video.artefact import (CodecMismatchError, VideoModelArtefact, codec_fingerprint,
+                                                    codec_reference)
 from diffusion_reward.models.video.schedule import MaskReplaceDiffusion, nats_to_bits_per_token
 from diffusion_reward.models.video.videogpt import VideoGPT, VideoGPTConfig
 from diffusion_reward.models.video.vqdiffusion import ConditionCache, VQDiffusion, VQDiffusionConfig
 
+VIDEO_MODELS: dict[str, type[VideoModelArtefact]] = {VQDiffusion.kind: VQDiffusion, VideoGPT.kind: VideoGPT}
+
+
+def load_video_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
+                     codec: str | os.PathLike | None = None) -> VideoModelArtefact:
+    """Load whichever video model (``vqdiffusion`` or ``videogpt``) a directory holds."""
+    from diffusion_reward.utils.checkpoint import read_artefact_config
+
+    kind = read_artefact_config(directory, "video model", tuple(VIDEO_MODELS))["kind"]
+    return VIDEO_MODELS[kind].from_pretrained(directory, device=device, codec=codec)
+
+
 __all__ = ["VQDiffusion", "VQDiffusionConfig", "ConditionCache", "VideoGPT", "VideoGPTConfig", "MaskReplaceDiffusion",
-           "load_video_model", "codec_fingerprint", "codec_reference", "CodecMismatchError", "nats_to_bits_per_token"]
+           "load_video_model", "VIDEO_MODELS", "VideoModelArtefact", "codec_fingerprint", "codec_reference", "CodecMismatchError", "nats_to_bits_per_token"]

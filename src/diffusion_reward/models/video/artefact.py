@@ -6,26 +6,26 @@ codec's directory and a fingerprint of the codec's weights (SHA-256 of its weigh
 loading checks that fingerprint against the codec actually found (or passed), failing with a
 clear :class:`CodecMismatchError` instead of producing nonsense rewards.
 
-Artefact layout: ``config.json`` = ``{"kind", "format_version", "config", "codec", "extra"}``
-plus ``model.safetensors`` (the weights; the EMA weights for a model trained with EMA).
+Artefact layout: :class:`~diffusion_reward.models.PretrainedModel`'s (``config.json`` with the
+artefact header, ``config``, ``extra`` and ``codec``, plus ``model.safetensors``: the weights,
+the EMA weights for a model trained with EMA). :func:`diffusion_reward.models.video.load_video_model`
+loads whichever video model a directory holds.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import torch
-from torch import nn
 
-from diffusion_reward.config import from_dict, to_dict
 from diffusion_reward.errors import UserError
-from diffusion_reward.utils.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_artefact, read_json, save_artefact
-from diffusion_reward.utils.provenance import file_digest
+from diffusion_reward.models import PretrainedModel
+from diffusion_reward.utils.checkpoint import WEIGHTS_NAME
 from diffusion_reward.utils.logging import get_logger
+from diffusion_reward.utils.provenance import file_digest
 
-FORMAT_VERSION = 1
 M = TypeVar("M", bound="VideoModelArtefact")
 
 
@@ -70,24 +70,21 @@ def check_codec(reference: dict[str, str] | None, codec_dir: str | os.PathLike |
             f"(sha256 {found[:12]}...); use the codec it was trained with or retrain the video model")
 
 
-class VideoModelArtefact(nn.Module):
-    """Mixin for video models: ``save_pretrained`` / ``from_pretrained`` and the codec reference.
+class VideoModelArtefact(PretrainedModel):
+    """Base of the video models: a :class:`PretrainedModel` that also records the codec it was trained on.
 
     Subclasses set ``kind`` and ``config_class`` and take their config as the only constructor
     argument; ``codec`` (a reference dict or ``None``) is kept beside the config.
     """
 
-    kind: ClassVar[str]
-    config_class: ClassVar[type]
+    what = "video model"
     codec: dict[str, str] | None = None
 
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None,
-                        state_dict: dict[str, torch.Tensor] | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors``; ``state_dict`` overrides the weights
-        (for example EMA weights); ``extra`` is free-form JSON (training facts, metrics)."""
-        config = {"kind": self.kind, "format_version": FORMAT_VERSION, "config": to_dict(self.config),
-                  "codec": self.codec, "extra": extra or {}}
-        return save_artefact(directory, config, dict(state_dict if state_dict is not None else self.state_dict()))
+    def artefact_fields(self) -> dict[str, Any]:
+        return {"codec": self.codec}
+
+    def restore_fields(self, meta: dict[str, Any]) -> None:
+        self.codec = meta.get("codec")
 
     @classmethod
     def from_pretrained(cls: type[M], directory: str | os.PathLike, device: str | torch.device = "cpu",
@@ -97,41 +94,6 @@ class VideoModelArtefact(nn.Module):
         ``codec``: the codec directory you will use with it; by default the recorded one is
         checked when present. A codec with different weights raises :class:`CodecMismatchError`.
         """
-        directory = Path(directory)
-        if not (directory / CONFIG_NAME).is_file():
-            raise UserError(f"{directory}: not a video model directory (no {CONFIG_NAME})")
-        meta = read_json(directory / CONFIG_NAME)
-        if meta.get("kind") != cls.kind:
-            raise UserError(f"{directory}: holds a {meta.get('kind')!r} model, not {cls.kind!r}")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise UserError(f"{directory}: model format {meta['format_version']} is newer than this package "
-                            f"reads ({FORMAT_VERSION}); upgrade diffusion-reward")
+        meta = cls.read_config(directory)
         check_codec(meta.get("codec"), codec, directory)
-        _, tensors = load_artefact(directory, device=device)
-        model = cls(from_dict(cls.config_class, meta["config"]))
-        model.codec = meta.get("codec")
-        model.extra = meta.get("extra", {})
-        try:
-            model.load_state_dict(tensors, strict=True)
-        except RuntimeError as exc:
-            raise UserError(f"{directory}: weights do not match its config ({exc})") from None
-        return model.to(device).eval()
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-
-def load_video_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
-                     codec: str | os.PathLike | None = None) -> VideoModelArtefact:
-    """Load whichever video model (``vqdiffusion`` or ``videogpt``) a directory holds."""
-    from diffusion_reward.models.video.videogpt import VideoGPT
-    from diffusion_reward.models.video.vqdiffusion import VQDiffusion
-
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise UserError(f"{directory}: not a video model directory (no {CONFIG_NAME})")
-    kind = read_json(path).get("kind")
-    classes = {VQDiffusion.kind: VQDiffusion, VideoGPT.kind: VideoGPT}
-    if kind not in classes:
-        raise UserError(f"{directory}: unknown video model kind {kind!r}; expected one of {sorted(classes)}")
-    return classes[kind].from_pretrained(directory, device=device, codec=codec)
+        return cls._build(directory, meta, device)

@@ -85,10 +85,8 @@ class VideoGPT(VideoModelArtefact):
     config_class = VideoGPTConfig
 
     def __init__(self, config: VideoGPTConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.codec = None
-        self.extra = {}
         cfg = config
         self.begin_index = cfg.codebook_size
         self.code = nn.Embedding(cfg.codebook_size + 1, cfg.width)

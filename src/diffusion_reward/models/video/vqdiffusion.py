@@ -258,10 +258,8 @@ class VQDiffusion(VideoModelArtefact):
     config_class = VQDiffusionConfig
 
     def __init__(self, config: VQDiffusionConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.codec = None
-        self.extra = {}
         cfg = config
         self.diffusion = MaskReplaceDiffusion(cfg.codebook_size, cfg.num_steps, cfg.keep_start, cfg.keep_end,
                                               cfg.mask_start, cfg.mask_end)
