@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from diffusion_reward import cli
-from diffusion_reward.demo import PRESETS, DemoConfig, _stages, _time_left, expected_seconds, run_demo
+from diffusion_reward.demo.pipeline import PRESETS, DemoConfig, _stages, _time_left, expected_seconds, run_demo
 from diffusion_reward.models.video import vqdiffusion
 
 TOY = dataclasses.replace(PRESETS["quick"], expert_episodes=2, test_episodes=1, random_train_episodes=1,

@@ -9,9 +9,10 @@ from diffusion_reward.utils.progress import progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kind", required=True, choices=["diffusion", "viper", "amp", "rnd", "motion"],
-                   help="which reward: diffusion (ours), viper (VideoGPT likelihood), amp (discriminator), "
-                        "rnd (novelty bonus) or motion (pixel-change reference)")
+    from diffusion_reward.rewards.kinds import BUILTIN_KINDS, FITTED_KINDS
+
+    p.add_argument("--kind", required=True, choices=FITTED_KINDS,
+                   help="which reward: " + "; ".join(f"{k}: {BUILTIN_KINDS[k].help}" for k in FITTED_KINDS))
     p.add_argument("--data", nargs="+", default=None,
                    help="episode dataset(s); the train-split expert episodes fit the reward statistics "
                         "(and train AMP/RND)")
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from diffusion_reward.data.episodes import load_dataset
     from diffusion_reward.errors import UserError
     from diffusion_reward.rewards.fit import fit_reward_model, stats_frames
+    from diffusion_reward.rewards.kinds import BUILTIN_KINDS
     from diffusion_reward.utils.seeding import seed_everything
 
     seed_everything(args.seed)
@@ -61,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         return 0
     dataset = load_dataset(args.data, skip_bad=args.skip_bad)
-    if args.kind in ("amp", "rnd"):
+    if BUILTIN_KINDS[args.kind].needs == "expert":
         total, unit = args.steps, "step"
-    elif args.kind in ("diffusion", "viper"):  # scoring the expert episodes for the statistics is the slow part
+    elif BUILTIN_KINDS[args.kind].needs == "video":  # scoring the expert episodes for the statistics is the slow part
         total, unit = stats_frames(dataset, args.task, args.stats_episodes or None), "frame"
     else:
         total, unit = 0, "it"

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.errors import UserError
+    from diffusion_reward.evaluation.rl_comparison import plot_run
     from diffusion_reward.rl.drqv2 import DrQV2Config
     from diffusion_reward.rl.loop import PRESETS, RLConfig, load_run_config, train
 
@@ -63,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
     agent = config_from_args(DrQV2Config, args, base=base.agent, prefix="agent_")
     config = config_from_args(RLConfig, args, base=dataclasses.replace(base, agent=agent))
     result = train(config, args.run_dir, resume=args.resume, progress=args.progress)
+    figure = plot_run(result.run_dir)
     for evaluation in result.evaluations[-3:]:
         log.info(f"frame {evaluation['frame']}: success rate {evaluation['success_rate']:.2f}, "
                  f"return {evaluation['episode_return']:.1f}")
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     log.info(f"{result.frames} frames, {result.episodes} episodes, {result.updates} updates; time: {seconds}")
-    log.info(f"run directory: {result.run_dir}")
+    log.info(f"run directory: {result.run_dir}" + (f"; success against frames: {figure}" if figure else ""))
     return 0

@@ -19,7 +19,6 @@ the last frame count of the group).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -30,6 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from diffusion_reward.errors import UserError
+from diffusion_reward.rl.loop import read_evaluations
 
 METRICS = {"success_rate": "success rate", "episode_return": "episode return"}
 OUTPUTS = ("rl_comparison.png", "rl_comparison.md", "rl_comparison.json")
@@ -92,16 +92,10 @@ def load_run(run_dir: str | os.PathLike, metric: str = "success_rate") -> RunCur
         raise UserError(f"{config_path}: not a train-rl config (needs task, reward and seed): {e}") from None
     if not eval_path.is_file():
         raise UserError(f"{run_dir}: no eval.csv yet (the run has not evaluated)")
-    frames, values = [], []
-    with eval_path.open(newline="") as f:
-        for i, row in enumerate(csv.DictReader(f)):
-            try:
-                frames.append(int(float(row["step"])))
-                values.append(float(row[metric]))
-            except (KeyError, TypeError, ValueError):
-                raise UserError(f"{eval_path}: row {i + 2} has no number in 'step' or {metric!r}") from None
-    if not frames:
+    evaluations = read_evaluations(run_dir)
+    if not evaluations:
         raise UserError(f"{eval_path}: no evaluations yet")
+    frames, values = [e["frame"] for e in evaluations], [e[metric] for e in evaluations]
     return RunCurve(run_dir, task, reward, seed, str(config.get("obs", "")), frames, values)
 
 
@@ -204,3 +198,20 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
         Path(tmp).write_text(_markdown(rows, metric))
     atomic_write_json(out / OUTPUTS[2], {"metric": metric, "groups": rows})
     return {"figure": str(figure), "rows": rows, "skipped": [str(p) for p in skipped]}
+
+
+def plot_run(run_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path | None:
+    """Draw one run's success rate against frames (default: ``<run_dir>/success.png``); ``None`` before
+    its first evaluation."""
+    from diffusion_reward.evaluation.plots import plot_learning_curves
+
+    run_dir = Path(run_dir)
+    evaluations = read_evaluations(run_dir)
+    if not evaluations:
+        return None
+    config = json.loads((run_dir / "config.json").read_text())
+    path = Path(path) if path is not None else run_dir / "success.png"
+    plot_learning_curves({f"{config['reward']} (seed {config['seed']})":
+                          ([e["frame"] for e in evaluations], [e["success_rate"] for e in evaluations])},
+                         path, title=f"{config['task']}, {config['obs']} observations")
+    return path

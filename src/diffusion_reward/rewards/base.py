@@ -69,20 +69,11 @@ import torch
 import torch.nn.functional as F
 
 from diffusion_reward.errors import UserError
+from diffusion_reward.rewards.kinds import BUILTIN_KINDS
 from diffusion_reward.rewards.standardize import RewardStats
 from diffusion_reward.utils.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, ArtefactError, artefact_header, load_tensors,
                                                read_artefact_config, save_artefact)
 from diffusion_reward.utils.device import resolve_device
-
-# Built-in kinds and the module that registers each; imported only when that kind is loaded.
-BUILTIN_KINDS: dict[str, str] = {
-    "rnd": "diffusion_reward.rewards.rnd",
-    "amp": "diffusion_reward.rewards.amp",
-    "sparse": "diffusion_reward.rewards.sparse",
-    "motion": "diffusion_reward.rewards.motion",
-    "diffusion": "diffusion_reward.rewards.diffusion",
-    "viper": "diffusion_reward.rewards.viper",
-}
 
 _REGISTRY: dict[str, type["RewardModel"]] = {}
 
@@ -506,14 +497,14 @@ def register_reward(kind: str) -> Callable[[type[M]], type[M]]:
 
 def known_kinds() -> list[str]:
     """Every kind that can be loaded here: the registered ones and the built-in modules installed."""
-    available = {k for k, module in BUILTIN_KINDS.items() if _module_exists(module)}
+    available = {k for k, spec in BUILTIN_KINDS.items() if _module_exists(spec.module)}
     return sorted(available | set(_REGISTRY))
 
 
 def reward_class(kind: str) -> type[RewardModel]:
     """The class registered for ``kind`` (importing its built-in module if needed)."""
-    if kind not in _REGISTRY and kind in BUILTIN_KINDS and _module_exists(BUILTIN_KINDS[kind]):
-        importlib.import_module(BUILTIN_KINDS[kind])
+    if kind not in _REGISTRY and kind in BUILTIN_KINDS and _module_exists(BUILTIN_KINDS[kind].module):
+        importlib.import_module(BUILTIN_KINDS[kind].module)
     if kind not in _REGISTRY:
         raise UserError(f"unknown reward kind {kind!r}; known kinds: {', '.join(known_kinds())}")
     return _REGISTRY[kind]

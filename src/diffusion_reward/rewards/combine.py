@@ -33,15 +33,9 @@ import torch
 
 from diffusion_reward.config import option
 from diffusion_reward.errors import UserError
+from diffusion_reward.rewards.kinds import BUILTIN_KINDS
 
-DEFAULT_ALPHA: dict[str, float] = {
-    "diffusion": 0.95,
-    "viper": 0.5,
-    "amp": 0.0,
-    "rnd": 1.0,
-    "sparse": 0.0,
-    "motion": 0.0,
-}
+DEFAULT_ALPHA: dict[str, float] = {kind: spec.alpha for kind, spec in BUILTIN_KINDS.items()}
 
 Rewards = Union[np.ndarray, torch.Tensor, float]
 

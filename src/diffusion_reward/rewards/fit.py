@@ -21,8 +21,7 @@ import torch
 from diffusion_reward.data.episodes import EXPERT_POLICIES, EpisodeDataset
 from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.base import RewardModel
-
-KINDS = ("diffusion", "viper", "amp", "rnd", "motion")
+from diffusion_reward.rewards.kinds import BUILTIN_KINDS, FITTED_KINDS
 
 
 def expert_episodes(dataset: EpisodeDataset, split: str = "train", tasks: Any = None) -> EpisodeDataset:
@@ -72,11 +71,11 @@ def fit_reward_model(kind: str, dataset: EpisodeDataset, *, video_dir: str | os.
     is the slow part of building them): one mean and std per task, as the paper does, and one over
     all of them for tasks without expert videos.
     """
-    if kind not in KINDS:
-        raise UserError(f"unknown reward kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in FITTED_KINDS:
+        raise UserError(f"unknown reward kind {kind!r}; expected one of {', '.join(FITTED_KINDS)}")
     experts = expert_episodes(dataset, "train", tasks)
     info: dict[str, Any] = {"kind": kind, "expert_episodes": len(experts), "tasks": experts.tasks}
-    if kind in ("diffusion", "viper"):
+    if BUILTIN_KINDS[kind].needs == "video":
         if video_dir is None:
             raise UserError(f"--video is required for --kind {kind} (a directory written by train-video)")
         experts = experts.limit(stats_episodes)

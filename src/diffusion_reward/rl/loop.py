@@ -33,7 +33,6 @@ Run directory (``runs/<task>__<reward>__<seed>__<time>`` unless given)::
     config.json            the resolved RLConfig (agent schedule included)
     train.csv eval.csv reward.csv, tb/    metrics (MetricsWriter), one train row per episode
     videos/eval-<frame>.mp4               the first evaluation episodes of each evaluation
-    success.png                           success rate against frames, written at the end
     checkpoints/frame-<N>/                agent + optimizers, replay, online reward models,
                                           RNG states, counters (the newest one is kept)
 
@@ -486,7 +485,6 @@ class RLRun:
             self.evaluate()
         if self._checkpoint_frame() != self.global_frame:
             self.save_checkpoint()
-        self._plot()
         return self.result()
 
     def _train(self) -> None:
@@ -717,18 +715,6 @@ class RLRun:
         return RLResult(self.run_dir, self.global_frame, self.episode, self.updates, self.evaluations(),
                         dict(self.clock.total))
 
-    def _plot(self) -> None:
-        from diffusion_reward.evaluation.plots import plot_learning_curves
-
-        evaluations = self.evaluations()
-        if not evaluations:
-            return
-        x = [e["frame"] for e in evaluations]
-        y = [e["success_rate"] for e in evaluations]
-        cfg = self.config
-        plot_learning_curves({f"{cfg.reward} (seed {cfg.seed})": (x, y)}, self.run_dir / "success.png",
-                             title=f"{cfg.task}, {cfg.obs} observations")
-
     def _progress_bar(self) -> Any:
         if not self.progress:
             return None
@@ -752,14 +738,22 @@ class RLRun:
 def read_evaluations(run_dir: str | os.PathLike) -> list[dict[str, float]]:
     """The evaluations in a run directory's ``eval.csv``, oldest first: ``frame``, ``success_rate``,
     ``episode_return`` (sparse) and ``dense_reward`` (the simulator's hand-shaped reward per simulator
-    step, averaged over the evaluation episodes; NaN in runs made before it was recorded)."""
+    step, averaged over the evaluation episodes; NaN in runs made before it was recorded). No file: no
+    evaluations; a row without numbers is a :class:`UserError` naming the file and row."""
     path = Path(run_dir) / "eval.csv"
     if not path.exists():
         return []
-    with path.open() as f:
-        return [{"frame": int(float(r["step"])), "success_rate": float(r["success_rate"]),
-                 "episode_return": float(r["episode_return"]),
-                 "dense_reward": float(r.get("dense_reward") or "nan")} for r in csv.DictReader(f)]
+    out = []
+    with path.open(newline="") as f:
+        for i, r in enumerate(csv.DictReader(f)):
+            try:
+                out.append({"frame": int(float(r["step"])), "success_rate": float(r["success_rate"]),
+                            "episode_return": float(r["episode_return"]),
+                            "dense_reward": float(r.get("dense_reward") or "nan")})
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"{path}: row {i + 2} lacks a number in 'step', 'success_rate' or "
+                                "'episode_return'") from None
+    return out
 
 
 def _link_replay(source: Path, target: Path) -> None:

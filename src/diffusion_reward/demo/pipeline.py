@@ -143,7 +143,7 @@ def run_demo(config: DemoConfig, out: str | Path = "runs/demo", fresh: bool = Fa
         timings[name] = time.perf_counter() - t0
         results[name] = stage.finish(result, timings[name])["result"]
         say(f"[{i}/{len(plan)}] {name} done in {timings[name]:.0f} s (demo so far {time.perf_counter() - started:.0f} s)")
-    from diffusion_reward.evaluation.demo_report import write_demo_report
+    from diffusion_reward.demo.report import write_demo_report
     from diffusion_reward.utils.provenance import machine
 
     atomic_write_json(root / "config.json", to_dict(config))
@@ -301,7 +301,7 @@ def stage_evaluate(config: DemoConfig, root: Path, results: dict[str, Any]) -> d
 
 
 def stage_rl(config: DemoConfig, root: Path, results: dict[str, Any]) -> dict[str, Any]:
-    from diffusion_reward.rl.demo_runs import run_rl_comparison
+    from diffusion_reward.demo.rl_runs import run_rl_comparison
 
     reward_dirs = {"diffusion": results["rewards"]["diffusion (entropy)"]["dir"]}
     if "viper" in results["rewards"]:
