@@ -96,7 +96,7 @@ def make_v21(root: Path, cameras: tuple[str, ...] = (FRONT,)) -> Path:
 V30_FILES = ((0, 1), (2,))
 
 
-def make_v30(root: Path, cameras: tuple[str, ...] = (FRONT, WRIST)) -> Path:
+def make_v30(root: Path, cameras: tuple[str, ...] = (FRONT, WRIST), task_index_name: str | None = "task") -> Path:
     """v3.0: episodes share chunk-XXX/file-YYY parquet and MP4 files; meta/episodes/*.parquet locate them."""
     import pandas as pd
 
@@ -106,8 +106,8 @@ def make_v30(root: Path, cameras: tuple[str, ...] = (FRONT, WRIST)) -> Path:
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"}
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
-    # As lerobot writes it: a pandas frame indexed by the task strings (index named "task").
-    pd.DataFrame({"task_index": range(len(TASKS))}, index=pd.Index(TASKS, name="task")).to_parquet(
+    # As lerobot writes it: a pandas frame indexed by the task strings (lerobot 0.4.4 leaves the index unnamed).
+    pd.DataFrame({"task_index": range(len(TASKS))}, index=pd.Index(TASKS, name=task_index_name)).to_parquet(
         root / "meta/tasks.parquet")
     for file_index, episodes in enumerate(V30_FILES):
         data = root / f"data/chunk-000/file-{file_index:03d}.parquet"
@@ -210,7 +210,7 @@ def test_import_v30_shared_files(tmp_path):
 
 
 def test_interrupted_import_resumes(tmp_path):
-    source = make_v30(tmp_path / "src", cameras=(FRONT,))
+    source = make_v30(tmp_path / "src", cameras=(FRONT,), task_index_name=None)
     out = tmp_path / "ds"
     first = import_lerobot(source, out, max_episodes=1, every=2, progress=False)  # one camera: no --camera needed
     assert [e["lerobot_episode"] for e in first.written] == [0] and first.written[0]["length"] == 5
@@ -219,6 +219,7 @@ def test_interrupted_import_resumes(tmp_path):
     ds = load_dataset(out)
     assert sorted(e["length"] for e in ds.entries) == [4, 5, 6]
     assert {e["fps"] for e in ds.entries} == {FPS / 2}
+    assert [e["task"] for e in ds.entries] == [TASKS[EPISODE_TASK[e["lerobot_episode"]]] for e in ds.entries]
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
