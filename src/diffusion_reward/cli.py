@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "collect episodes (scripted experts, random, noisy) from simulated tasks"),
     "import-videos": ("import_videos", "turn a folder of video files or PNG sequences into a dataset"),
     "import-demos": ("import_demos", "turn Adroit demonstrations (D4RL/Minari HDF5) into a rendered dataset"),
+    "import-lerobot": ("import_lerobot", "turn one camera of a local LeRobot dataset (v2.1/v3.0) into a dataset"),
     "train-codec": ("train_codec", "train the VQ-GAN codec that turns frames into tokens"),
     "train-video": ("train_video", "train a conditional video model (VQ-Diffusion or VideoGPT) on tokens"),
     "fit-reward": ("fit_reward", "build a reward model from a trained video model (or a baseline) and expert data"),

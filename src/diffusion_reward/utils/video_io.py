@@ -2,7 +2,7 @@
 
 * :func:`read_video` reads a video file (mp4, webm, avi, mov, mkv, gif, ... whatever imageio and its
   bundled ffmpeg can decode) or a folder holding an image sequence (png/jpg/bmp/webp frames,
-  ordered by the numbers in their names).
+  ordered by the numbers in their names); :func:`iter_video` decodes a video file frame by frame.
 * :func:`write_video` writes mp4 (H.264 through imageio-ffmpeg) and falls back to an animated GIF
   when ffmpeg is unavailable; ``.gif`` paths are always GIFs.
 * :func:`resize_center_crop` crops every frame to the target aspect ratio around its centre and
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -117,32 +117,54 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, every: in
     if path.is_dir():
         frames = read_image_sequence(path)[::every]
         return frames[:max_frames] if max_frames else frames
+    if path.exists() and is_image_file(path) and path.stat().st_size:
+        return _read_image(path)[None]
+    kept: list[np.ndarray] = []
+    for i, frame in enumerate(iter_video(path)):
+        if i % every:
+            continue
+        kept.append(frame)
+        if max_frames and len(kept) >= max_frames:
+            break
+    return np.stack(kept)
+
+
+def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Decode a video file one frame at a time, as ``uint8 (H, W, 3)``, in stream order.
+
+    For long files of which only a stretch is wanted (a LeRobot v3 file holds many episodes):
+    nothing beyond the current frame is held, and stopping early ends the decoder. Raises
+    :class:`VideoError` naming the path when it is missing, empty or cannot be decoded, when it
+    holds no frames, or when its frames change size.
+    """
+    path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: file is empty")
-    if is_image_file(path):
-        return _read_image(path)[None]
     import imageio.v3 as iio
 
-    kept: list[np.ndarray] = []
+    frames = None
+    shape = None
     try:
-        for i, frame in enumerate(iio.imiter(path)):
-            if i % every:
-                continue
-            kept.append(to_rgb_uint8(np.asarray(frame)[None], str(path))[0])
-            if max_frames and len(kept) >= max_frames:
-                break
+        frames = iio.imiter(path)
+        for frame in frames:
+            frame = to_rgb_uint8(np.asarray(frame)[None], str(path))[0]
+            if shape is None:
+                shape = frame.shape
+            elif frame.shape != shape:
+                raise VideoError(f"{path}: frames change size within the video")
+            yield frame
     except VideoError:
         raise
     except Exception as exc:  # imageio/ffmpeg/PIL raise many types for undecodable files
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise VideoError(f"{path}: cannot decode video ({type(exc).__name__}: {message})") from None
-    if not kept:
+    finally:
+        if frames is not None:
+            frames.close()
+    if shape is None:
         raise VideoError(f"{path}: video has no frames")
-    if any(f.shape != kept[0].shape for f in kept):
-        raise VideoError(f"{path}: frames change size within the video")
-    return np.stack(kept)
 
 
 def video_fps(path: str | os.PathLike) -> float | None:
