@@ -11,16 +11,30 @@ import csv
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 log = logging.getLogger("diffusion_reward")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each message to ``sys.stderr`` as it is at that moment, so a redirection made after the
+    logger was set up (a notebook, a test, ``contextlib.redirect_stderr``) is followed."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # the base class assigns it once; the property ignores that
+        pass
+
+
 def get_logger() -> logging.Logger:
     """The package logger, configured once to print ``[diffusion-reward] message`` lines."""
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[diffusion-reward] %(message)s"))
         log.addHandler(handler)
         log.setLevel(os.environ.get("DIFFUSION_REWARD_LOGLEVEL", "INFO"))
