@@ -97,10 +97,14 @@ def from_dict(cls: type[T], data: dict[str, Any], strict: bool = True) -> T:
     """Rebuild a config dataclass from :func:`to_dict` output.
 
     With ``strict`` an unknown key is an error naming it (a config written by a newer version,
-    or a typo in a hand-edited file); without, unknown keys are ignored.
+    or a typo in a hand-edited file); without, unknown keys are ignored. A setting that was removed
+    (listed in the class's ``RETIRED``: name -> the value at which it did nothing, and the document
+    that records why it went) reads as before when it holds that value, and is otherwise a
+    ``ValueError`` naming it: what was made with it cannot be rebuilt without it.
     """
     hints = _resolve_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    data = _drop_retired(cls, data)
     unknown = sorted(set(data) - names)
     if unknown and strict:
         raise ValueError(f"{cls.__name__}: unknown config key(s) {unknown}; expected some of {sorted(names)}")
@@ -116,6 +120,23 @@ def from_dict(cls: type[T], data: dict[str, Any], strict: bool = True) -> T:
             value = tuple(value)
         values[f.name] = value
     return cls(**values)
+
+
+def retired(inert: Any, document: str) -> tuple[Any, str]:
+    """An entry of a config class's ``RETIRED``: the value at which a removed setting did nothing, and
+    the document (under ``docs/``) that records the experiment that removed it."""
+    return inert, document
+
+
+def _drop_retired(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    gone: dict[str, tuple[Any, str]] = getattr(cls, "RETIRED", {})
+    for name in set(data) & set(gone):
+        inert, document = gone[name]
+        value = data[name]
+        if value != inert and not (isinstance(inert, float) and isinstance(value, (int, float)) and value == inert):
+            raise ValueError(f"{cls.__name__}: the setting {name}={value!r} was removed (see {document}); "
+                             f"this was made by an older diffusion-reward that had it")
+    return {k: v for k, v in data.items() if k not in gone}
 
 
 def describe(cfg: Any) -> str:

@@ -72,9 +72,8 @@ def test_relative_bias_indexes_offsets_between_content_and_condition_positions()
     assert bias[0, 0, 9, 9] == bias[0, 0, 45, 45] and bias[0, 0, 9, 64 + 10] == bias[0, 0, 30, 64 + 31]
 
 
-@pytest.mark.parametrize("copy_previous", [False, True])
-def test_condition_cache_is_exact(copy_previous):
-    model = tiny(copy_previous=copy_previous).eval()
+def test_condition_cache_is_exact():
+    model = tiny().eval()
     cond, target = window(4)
     cache = model.encode_condition(cond)
     t = torch.tensor([99, 40, 3, 0])
@@ -266,31 +265,17 @@ def test_learns_to_continue_a_moving_pattern():
     assert (tokens == target).float().mean() > 0.5
 
 
-def test_copy_previous_adds_the_last_condition_frames_code_at_each_place():
-    model = tiny(copy_previous=True)
-    cond, target = window(2)
-    x_t, t = target.flatten(1), torch.tensor([10, 99])
-    seen = {}
-    model.blocks[0].register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))
-    model(x_t, t, cond).logsumexp(-1).sum().backward()
-    added = seen["x"] - model.code(x_t) - model.position.weight
-    torch.testing.assert_close(added, model.previous.weight[cond[:, -1].flatten(1)])
-    assert model.previous.weight.grad is not None and model.previous.weight.grad.abs().sum() > 0
-    assert tiny().previous is None
-
-
-def test_dropout_acts_in_training_only():
-    model = tiny(dropout=0.5)
-    plain = tiny()
-    plain.load_state_dict(model.state_dict())
-    cond, target = window(2)
-    x_t, t = target.flatten(1), torch.tensor([30, 70])
-    model.train()
-    assert not torch.allclose(model(x_t, t, cond), model(x_t, t, cond))
-    model.eval(), plain.eval()
-    torch.testing.assert_close(model(x_t, t, cond), plain(x_t, t, cond))
-    with pytest.raises(ValueError, match="dropout"):
-        build("tiny", dropout=1.0)
+def test_a_model_saved_with_a_retired_setting_loads_when_it_was_off_and_is_refused_when_on(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path / "vd")
+    meta = json.loads((tmp_path / "vd" / "config.json").read_text())
+    meta["config"].update(copy_previous=False, dropout=0.0)  # what models saved before the removal hold
+    (tmp_path / "vd" / "config.json").write_text(json.dumps(meta))
+    assert VQDiffusion.from_pretrained(tmp_path / "vd").config == model.config
+    meta["config"]["copy_previous"] = True
+    (tmp_path / "vd" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"copy_previous=True was removed \(see docs/experiments/reach-diagnosis.md\)"):
+        VQDiffusion.from_pretrained(tmp_path / "vd")
 
 
 def test_presets_are_valid_configs():

@@ -15,7 +15,7 @@ from diffusion_reward.models.codec import VQGAN
 from diffusion_reward.models.video import CodecMismatchError, load_video_model
 from diffusion_reward.models.video.videogpt import VideoGPT
 from diffusion_reward.models.video.vqdiffusion import VQDiffusion
-from diffusion_reward.train.video import shift_windows, still_windows, tokenize_episodes
+from diffusion_reward.train.video import tokenize_episodes
 from diffusion_reward.data.episodes import load_dataset
 
 
@@ -132,46 +132,11 @@ def test_token_cache_is_reused_and_keyed_by_codec(setup, tmp_path):
         tokenize_episodes(Exploding(), data, cache, "fp-b")
 
 
-def test_shift_moves_every_grid_of_a_window_together_and_repeats_the_edges():
-    g = 5
-    window = torch.arange(3 * g * g).reshape(1, 3, g, g).repeat(400, 1, 1, 1)
-    moved = shift_windows(window, 2, generator=torch.Generator().manual_seed(0))
-    seen = set()
-    for original, out in zip(window, moved):
-        # recover (dy, dx) from the first grid's centre value, then check every grid against it
-        centre = int(out[0, 2, 2])
-        dy, dx = 2 - centre // g, 2 - centre % g
-        seen.add((dy, dx))
-        rows = (torch.arange(g) - dy).clamp(0, g - 1)
-        cols = (torch.arange(g) - dx).clamp(0, g - 1)
-        assert torch.equal(out, original[:, rows][:, :, cols])
-    assert seen == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # every one of the 25 moves occurs
-    assert shift_windows(window, 0) is window
-
-
-@pytest.mark.parametrize("flag, value, bad, message", [("shift", 1, "-1", "shift must be >= 0"),
-                                                     ("still", 0.5, "1.5", "still must be a fraction in [0, 1]")])
-def test_augmentation_option_trains_is_recorded_and_refuses_a_bad_value(setup, capsys, flag, value, bad, message):
-    out = train(setup, flag, "--steps", "2", f"--{flag}", str(value))
-    config = json.loads((setup / flag / "config.json").read_text())
-    assert config["task"]["train"][flag] == value and (out / "model.safetensors").is_file()
-    args = ["train-video", "--codec", str(setup / "codec"), "--data", str(setup / "data"), f"--{flag}", bad,
-            "--run-dir", str(setup / f"bad-{flag}")]
-    assert cli.main(args) == 2
-    assert message in capsys.readouterr().err
-
-
-def test_still_windows_repeat_the_last_history_grid_for_about_the_asked_fraction():
-    windows = torch.arange(2000 * 3 * 4).reshape(2000, 3, 2, 2)
-    out = still_windows(windows, 0.25, generator=torch.Generator().manual_seed(0))
-    still = (out == out[:, 1:2]).all(dim=(1, 2, 3))
-    assert 0.2 < still.float().mean() < 0.3
-    # a still window is its last history grid three times; every other window is untouched
-    assert torch.equal(out[still], windows[still][:, 1:2].expand(-1, 3, -1, -1))
-    assert torch.equal(out[~still], windows[~still])
-    assert still_windows(windows, 0.0) is windows
-    assert bool((still_windows(windows, 1.0) == windows[:, 1:2]).all())
-
+def test_retired_options_are_gone_from_the_command_line(capsys):
+    for flag in ("--shift", "--still", "--copy-previous", "--dropout"):
+        with pytest.raises(SystemExit):
+            cli.main(["train-video", "--codec", "c", "--data", "d", flag, "1"])
+        assert "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_sticky_training_windows_keep_the_codes_of_unchanged_cells(setup):

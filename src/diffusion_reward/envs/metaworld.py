@@ -28,22 +28,19 @@ _NO_PATH_LIMIT = 1 << 30
 
 @dataclass(frozen=True)
 class CameraView:
-    """A camera name that renders one of the model's cameras, moved and/or with the goal marker enlarged."""
+    """A camera name that renders one of the model's cameras from another place."""
 
     base: str  # the model camera rendered from (its orientation is kept)
     position: tuple[float, float, float] | None = None  # where the camera is moved (None: where it is)
-    goal_scale: float = 1.0  # the task's ``goal`` site (a visual marker, no collision) drawn this many times larger
 
 
 # ``corner2-near``: corner2 moved from (1.3, -0.2, 1.1) to (0.75, 0.075, 0.7), about half the
 # distance to the table, the placement used by the DrQ-v2 / VIPER line of MetaWorld pixel
 # benchmarks. At 64x64 the arm covers 3.4x as many pixels and reach's goal is visible.
-# ``corner2-goal``: corner2 with the goal marker drawn 3x its size (reach's 2 cm sphere covers 1
-# pixel of a 64x64 frame from corner2, 10 pixels at 3x). The README ("Cameras") has what each does
-# to the rewards.
+# docs/experiments/cameras.md has what each view does to the rewards (and why ``corner2-goal``, the
+# goal marker drawn 3x its size, was removed).
 CAMERA_VIEWS: dict[str, CameraView] = {
     "corner2-near": CameraView("corner2", position=(0.75, 0.075, 0.7)),
-    "corner2-goal": CameraView("corner2", goal_scale=3.0),
 }
 
 
@@ -53,7 +50,6 @@ class MetaWorldSimulator:
     domain = "metaworld"
 
     def __init__(self, task: str) -> None:
-        import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
         env = ALL_V3_ENVIRONMENTS[task]()
@@ -66,9 +62,6 @@ class MetaWorldSimulator:
         env.max_path_length = _NO_PATH_LIMIT
         self.env = env
         self.model, self.data = env.model, env.data
-        goal = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "goal")  # -1: this task has none
-        self._goal_site = goal if goal >= 0 else None
-        self._goal_size = None if self._goal_site is None else self.model.site_size[self._goal_site].copy()
         box = env.sawyer_observation_space
         self.state_space = spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=env.action_space.shape, dtype=np.float32)
@@ -84,8 +77,8 @@ class MetaWorldSimulator:
         return state.astype(np.float32), float(reward), bool(info["success"])
 
     def camera_view(self, camera: str) -> str:
-        """The model camera to render ``camera`` from, after moving it (and resizing the goal marker)
-        when ``camera`` is one of :data:`CAMERA_VIEWS`."""
+        """The model camera to render ``camera`` from, after moving it when ``camera`` is one of
+        :data:`CAMERA_VIEWS`."""
         from diffusion_reward.envs.rendering import model_cameras
 
         names = model_cameras(self.model)
@@ -97,8 +90,6 @@ class MetaWorldSimulator:
             view = CameraView(camera)
         if view.position is not None:
             self.model.cam_pos[names.index(view.base)] = view.position
-        if self._goal_site is not None:
-            self.model.site_size[self._goal_site] = self._goal_size * view.goal_scale
         return view.base
 
     def close(self) -> None:

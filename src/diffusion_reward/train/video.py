@@ -25,12 +25,12 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
 
-from diffusion_reward.config import option, to_dict
+from diffusion_reward.config import option, retired, to_dict
 from diffusion_reward.data.episodes import DatasetError, EpisodeDataset, load_dataset, policy_filter
 from diffusion_reward.errors import UserError
 from diffusion_reward.models.codec.vqgan import keep_unchanged_codes, unchanged_cells
@@ -70,23 +70,10 @@ class VideoTrainConfig:
     grid_rows: int = option(6, "held-out windows shown in samples.png")
     grid_samples: int = option(3, "sampled next frames per window in samples.png")
     token_cache: str = option("", "file caching the datasets' codec tokens (default: <run dir>/tokens.safetensors)")
-    shift: int = option(0, "augment each training window by moving all its token grids together by up to this many "
-                           "tokens up/down and left/right (uniform, per window; edge rows and columns repeat), so "
-                           "the model sees the scene at more places than the training episodes show it; with "
-                           "the 128-code small preset, 1 gave reach +0.02-0.04 AUROC and peg-unplug-side -0.09 "
-                           "with sampling (README), so it is off by default)")
-    still: float = option(0.0, "augment training by replacing this fraction of windows (at random, per window) with "
-                               "still ones: the window's last history frame repeated as every history frame and as "
-                               "the target, so the model learns that a scene which has not moved stays put wherever "
-                               "the arm is, not only where the training experts stopped; with the 128-code "
-                               "small preset, 0.25 lifted a held-out resting arm's reward but a random arm's as much "
-                               "and left reach's AUROC within a seed's spread (README), so it is off (0) by default")
-
-    def __post_init__(self) -> None:
-        if self.shift < 0:
-            raise ValueError(f"VideoTrainConfig.shift must be >= 0, got {self.shift}")
-        if not 0.0 <= self.still <= 1.0:
-            raise ValueError(f"VideoTrainConfig.still must be a fraction in [0, 1], got {self.still}")
+    RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
+        "shift": retired(0, "docs/experiments/reach-diagnosis.md"),
+        "still": retired(0.0, "docs/experiments/reach-diagnosis.md"),
+    }
 
 
 # Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
@@ -176,30 +163,6 @@ def _windows(tokens: Sequence[np.ndarray], length: int, skip: int,
 def unchanged_masks(dataset: EpisodeDataset, grid: int, skip: int) -> list[np.ndarray]:
     """:func:`unchanged_cells` of every episode of ``dataset``, in order."""
     return [unchanged_cells(dataset[i].frames, grid, skip) for i in range(len(dataset))]
-
-
-def shift_windows(windows: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Move all token grids of each window ``(B, L, g, g)`` by one random ``(dy, dx)`` in
-    ``[-max_shift, max_shift]``; rows and columns moved in from outside repeat the edge ones."""
-    if max_shift == 0:
-        return windows
-    b, _, g, _ = windows.shape
-    dy, dx = torch.randint(-max_shift, max_shift + 1, (2, b, 1), generator=generator, device=windows.device)
-    grid = torch.arange(g, device=windows.device)[None]
-    rows, cols = (grid - dy).clamp(0, g - 1), (grid - dx).clamp(0, g - 1)
-    gathered = windows.gather(2, rows[:, None, :, None].expand(-1, windows.shape[1], -1, g))
-    return gathered.gather(3, cols[:, None, None, :].expand(-1, windows.shape[1], g, -1))
-
-
-def still_windows(windows: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each window ``(B, L, g, g)`` with probability ``fraction`` by a still one: its last
-    history grid (index ``L - 2``) repeated ``L`` times, history and target alike."""
-    if fraction == 0:
-        return windows
-    b, length = windows.shape[:2]
-    pick = torch.rand(b, generator=generator, device=windows.device) < fraction
-    still = windows[:, length - 2:length - 1].expand_as(windows)
-    return torch.where(pick[:, None, None, None], still, windows)
 
 
 def _evenly(n: int, k: int) -> torch.Tensor:
@@ -311,7 +274,6 @@ class VideoTask(TrainTask):
     def training_step(self, trainer: Trainer, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         raw: VideoModelArtefact = trainer.raw("model")  # type: ignore[assignment]
         k = raw.config.cond_frames
-        batch = still_windows(shift_windows(batch, self.cfg.shift), self.cfg.still)
         with trainer.autocast():
             loss, metrics = raw.training_loss(batch[:, :k], batch[:, k], net=trainer.module("model"))
         trainer.optimize("model", loss)

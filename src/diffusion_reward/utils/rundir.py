@@ -100,10 +100,11 @@ class Checkpoints:
 
 
 def config_changes(stored: Any, now: Any, prefix: str = "") -> list[str]:
-    """The dotted paths of every setting that differs between two JSON-like configs."""
+    """The dotted paths of every setting that differs between two JSON-like configs. A setting that only
+    ``stored`` has is not compared: this version of the code has no such setting (it was retired)."""
     if isinstance(stored, dict) and isinstance(now, dict):
         out: list[str] = []
-        for key in sorted(set(stored) | set(now), key=str):
+        for key in sorted(now, key=str):
             out += config_changes(stored.get(key), now.get(key), f"{prefix}{key}.")
         return out
     return [] if stored == now else [prefix.rstrip(".")]

@@ -29,13 +29,13 @@ The diffusion process itself (schedule, posteriors, bound, sampler) lives in
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_reward.config import option
+from diffusion_reward.config import option, retired
 from diffusion_reward.models.video.artefact import VideoModelArtefact
 from diffusion_reward.models.video.layers import Attention, EncoderLayer, KeyValue, init_weights
 from diffusion_reward.models.video.schedule import Generators, MaskReplaceDiffusion, TimestepSampler, diffusion_loss
@@ -74,12 +74,10 @@ class VQDiffusionConfig:
     aux_weight: float = option(1e-3, "weight of the auxiliary x0 cross-entropy loss")
     adaptive_aux: bool = option(True, "scale the auxiliary loss by (2 - t/T): more weight at low noise")
     importance_sampling: bool = option(True, "sample training times by the running loss (else uniformly)")
-    copy_previous: bool = option(False, "add an embedding of the last condition frame's code at the same place "
-                                        "to each content token's input, so that repeating the previous frame "
-                                        "(most of every next frame) needs no attention; on MetaWorld it made the "
-                                        "entropy reward worse (README, reach paragraph)")
-    dropout: float = option(0.0, "dropout on each content block's residual branches and on the condition "
-                                 "features, in training only")
+    RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {
+        "copy_previous": retired(False, "docs/experiments/reach-diagnosis.md"),
+        "dropout": retired(0.0, "docs/experiments/reach-diagnosis.md"),
+    }
 
     @property
     def num_tokens(self) -> int:
@@ -90,8 +88,6 @@ class VQDiffusionConfig:
                      "mlp_ratio", "cond_width", "cond_depth", "cond_heads", "num_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"VQDiffusionConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"VQDiffusionConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
 PRESETS: dict[str, VQDiffusionConfig] = {
@@ -198,13 +194,12 @@ class ContentBlock(nn.Module):
         self.cross_attn = Attention(cfg.width, cfg.heads, kv_width=cfg.cond_width)
         self.norm_mlp = nn.LayerNorm(cfg.width)
         self.mlp = ConvMLP(cfg.width, cfg.mlp_ratio, cfg.grid, cfg.mlp_conv)
-        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor, cond_kv: KeyValue) -> torch.Tensor:
-        x = x + self.drop(self.self_attn(self.norm_self(x, time_emb)))
+        x = x + self.self_attn(self.norm_self(x, time_emb))
         bias = self.relative_bias() if self.relative_bias is not None else None
-        x = x + self.drop(self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv, bias=bias))
-        return x + self.drop(self.mlp(self.norm_mlp(x)))
+        x = x + self.cross_attn(self.norm_cross(x, time_emb), kv=cond_kv, bias=bias)
+        return x + self.mlp(self.norm_mlp(x))
 
 
 class ConditionEncoder(nn.Module):
@@ -217,7 +212,6 @@ class ConditionEncoder(nn.Module):
         self.frame = nn.Embedding(cfg.cond_frames, cfg.cond_width)
         self.layers = nn.ModuleList(EncoderLayer(cfg.cond_width, cfg.cond_heads) for _ in range(cfg.cond_depth))
         self.norm = nn.LayerNorm(cfg.cond_width)
-        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, cond_tokens: torch.Tensor) -> torch.Tensor:
         b, k, h, w = cond_tokens.shape
@@ -226,7 +220,7 @@ class ConditionEncoder(nn.Module):
         x = x.reshape(b, k * h * w, -1)
         for layer in self.layers:
             x = layer(x)
-        return self.drop(self.norm(x))
+        return self.norm(x)
 
 
 @dataclasses.dataclass
@@ -234,7 +228,6 @@ class ConditionCache:
     """The cross-attention keys and values of every block for a batch of conditions."""
 
     kv: list[KeyValue]
-    previous: torch.Tensor | None = None  # (B, N, width): the copy_previous embedding, when the model has one
 
     @property
     def batch_size(self) -> int:
@@ -242,9 +235,7 @@ class ConditionCache:
 
     def repeat_interleave(self, repeats: int) -> "ConditionCache":
         """Each condition ``repeats`` times in a row (several samples per window without re-encoding)."""
-        previous = self.previous.repeat_interleave(repeats, 0) if self.previous is not None else None
-        return ConditionCache([(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in self.kv],
-                              previous)
+        return ConditionCache([(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0)) for k, v in self.kv])
 
 
 class VQDiffusion(VideoModelArtefact):
@@ -268,7 +259,6 @@ class VQDiffusion(VideoModelArtefact):
         self.code = nn.Embedding(cfg.codebook_size + 1, cfg.width)
         self.position = nn.Embedding(cfg.num_tokens, cfg.width)
         self.time = nn.Embedding(cfg.num_steps, cfg.width)
-        self.previous = nn.Embedding(cfg.codebook_size, cfg.width) if cfg.copy_previous else None
         self.blocks = nn.ModuleList(ContentBlock(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, cfg.codebook_size)
@@ -290,8 +280,7 @@ class VQDiffusion(VideoModelArtefact):
         """Encode the condition once: every block's cross-attention keys and values."""
         self.check_tokens(cond_tokens, "cond_tokens", self.config.cond_frames)
         context = self.condition(cond_tokens)
-        previous = self.previous(cond_tokens[:, -1].flatten(1)) if self.previous is not None else None
-        return ConditionCache([block.cross_attn.keys_values(context) for block in self.blocks], previous)
+        return ConditionCache([block.cross_attn.keys_values(context) for block in self.blocks])
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | ConditionCache) -> torch.Tensor:
         """Logits ``(B, N, K)`` of the clean codes given noisy codes ``x_t`` (B, N) in [0, K] at times
@@ -299,8 +288,6 @@ class VQDiffusion(VideoModelArtefact):
         cache = cond if isinstance(cond, ConditionCache) else self.encode_condition(cond)
         positions = self.position.weight[: x_t.shape[1]]
         x = self.code(x_t) + positions
-        if cache.previous is not None:
-            x = x + cache.previous
         time_emb = self.time(t)
         for block, kv in zip(self.blocks, cache.kv):
             x = block(x, time_emb, kv)
@@ -322,7 +309,7 @@ class VQDiffusion(VideoModelArtefact):
         if cached is None or cached[0] != key:
             copy = VQDiffusion(self.config)
             copy.load_state_dict(self.state_dict())
-            for part in (copy.condition, copy.code, copy.position, copy.time, copy.previous, copy.blocks, copy.norm,
+            for part in (copy.condition, copy.code, copy.position, copy.time, copy.blocks, copy.norm,
                          copy.head):
                 if part is not None:
                     part.to(torch.bfloat16)
