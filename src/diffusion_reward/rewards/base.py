@@ -74,6 +74,7 @@ from diffusion_reward.rewards.standardize import RewardStats
 from diffusion_reward.utils.checkpoint import (CONFIG_NAME, WEIGHTS_NAME, ArtefactError, artefact_header, load_tensors,
                                                read_artefact_config, save_artefact)
 from diffusion_reward.utils.device import resolve_device
+from diffusion_reward.utils.frames import to_unit_range
 
 _REGISTRY: dict[str, type["RewardModel"]] = {}
 
@@ -170,7 +171,7 @@ def frames_to_model_input(frames: torch.Tensor | np.ndarray, image_size: int | N
             raise UserError(f"{what}: expected {image_size}x{image_size} frames, got {x.shape[2]}x{x.shape[3]}; "
                             "pass resize=True to resize them")
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-    return x.contiguous() / 127.5 - 1.0
+    return to_unit_range(x.contiguous())
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from torch import nn
 
 from diffusion_reward.config import option
 from diffusion_reward.utils.device import autocast
+from diffusion_reward.utils.frames import to_unit_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +277,7 @@ class DrQV2Agent:
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.to(self.device, non_blocking=True)
         if self.pixels:
-            return obs.float() / 127.5 - 1.0
+            return to_unit_range(obs)
         return obs.float()
 
     @torch.no_grad()

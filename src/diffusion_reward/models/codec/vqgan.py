@@ -23,6 +23,7 @@ from torch import nn
 from diffusion_reward.config import option
 from diffusion_reward.models import PretrainedModel
 from diffusion_reward.models.codec.quantizer import Quantized, VectorQuantizer
+from diffusion_reward.utils.frames import to_pixel_values, to_unit_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +87,14 @@ def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(frames)
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 (N, H, W, 3), got {t.dtype} {tuple(t.shape)}")
-    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return to_unit_range(t.permute(0, 3, 1, 2))
 
 
 def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     """float ``(N, 3, H, W)`` in ``[-1, 1]`` -> ``uint8 (N, H, W, 3)`` (values clamped, rounded)."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a float (N, 3, H, W) tensor, got {tuple(x.shape)}")
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    x = to_pixel_values(x).to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -344,8 +345,7 @@ class VQGAN(PretrainedModel):
 
 def psnr(original: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """Per-frame PSNR in dB of float frames in ``[-1, 1]``, measured on the 8-bit values a viewer sees."""
-    a = ((original.float().clamp(-1, 1) + 1) * 127.5).round()
-    b = ((reconstruction.float().clamp(-1, 1) + 1) * 127.5).round()
+    a, b = to_pixel_values(original), to_pixel_values(reconstruction)
     mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
     return 10 * torch.log10(255.0 ** 2 / mse)
 
