@@ -78,3 +78,17 @@ def test_readme_rl_table_is_what_the_committed_records_give() -> None:
     curves, budget = load_records([records])
     _, _, _, short = report_text(curves, budget, figures_link="docs/images/rl")
     assert block == short.strip()
+
+
+def test_readme_reward_quality_tables_are_what_the_committed_record_gives() -> None:
+    """The README's reward-quality block is `evaluate-reward --from-results RECORD --out docs/images/reward-quality
+    --readme README.md` for the committed record."""
+    from diffusion_reward.evaluation.reward_quality import README_BLOCK, read_results, readme_markdown
+
+    record = ROOT / "benchmarks" / "results" / "reward_quality" / "metaworld-small.json"
+    block = README_BLOCK.read(ROOT / "README.md")
+    if not record.exists():
+        assert block == "", "the README shows reward-quality results but no record is committed"
+        return
+    expected = readme_markdown(read_results(record), full_table="docs/images/reward-quality/reward_quality.md")
+    assert block == expected.strip()

@@ -116,3 +116,40 @@ def test_value_order_correlation_is_the_mean_within_expert_spearman_with_time():
     assert task_metrics([rising, rising, random])["voc"] == pytest.approx(1.0)
     assert task_metrics([rising, falling])["voc"] == pytest.approx(0.0)
     assert np.isnan(task_metrics([random])["voc"])
+
+
+def test_command_writes_a_traceable_record_and_the_readme_block_which_the_record_alone_regenerates(tmp_path, capsys):
+    from diffusion_reward import cli
+    from diffusion_reward.evaluation.reward_quality import README_BLOCK
+    from diffusion_reward.rewards.motion import MotionReward
+    from diffusion_reward.utils.checkpoint import read_json
+
+    _write(tmp_path / "data", tasks=("toy-v3", "other-v3"))
+    MotionReward().save_pretrained(tmp_path / "motion")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# tool\n\n## Reward quality\n{README_BLOCK.begin}\nold\n{README_BLOCK.end}\n\nafter\n")
+    record_path = tmp_path / "results" / "rq.json"
+    common = ["--out", str(tmp_path / "out"), "--readme", str(readme)]
+    assert cli.main(["evaluate-reward", "--model", f"pixel-change={tmp_path / 'motion'}", "--data",
+                     str(tmp_path / "data"), "--no-motion", "--results", str(record_path), *common]) == 0
+    record = read_json(record_path)
+    assert record["run"]["episodes_per_policy"] == {"expert": "4", "noisy:0.1": "4", "noisy:0.5": "4", "random": "4"}
+    assert set(record["run"]["fingerprints"]) == {"pixel-change"} and "package" in record["run"]["code"]
+    assert record["run"]["models"] == {"pixel-change": str(tmp_path / "motion")}
+    block = README_BLOCK.read(readme)
+    value = record["models"]["pixel-change"]["mean"]["auroc_random"]
+    assert f"| pixel-change | {value:.2f} |" in block and "| other-v3 |" in block and "4 expert, 4 noisy:0.1" in block
+    assert readme.read_text().endswith("after\n")
+
+    README_BLOCK.write(readme, "edited by hand")
+    assert cli.main(["evaluate-reward", "--from-results", str(record_path), *common]) == 0
+    assert README_BLOCK.read(readme) == block
+
+    readme.write_text("# no block here\n")
+    assert cli.main(["evaluate-reward", "--from-results", str(record_path), *common]) == 2
+    assert "no generated block to replace" in capsys.readouterr().err
+    assert cli.main(["evaluate-reward", "--from-results", str(record_path), "--model", "x"]) == 2
+    assert "drop --model and --data" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    assert cli.main(["evaluate-reward", "--from-results", str(tmp_path / "bad.json")]) == 2
+    assert "not a reward-quality result" in capsys.readouterr().err

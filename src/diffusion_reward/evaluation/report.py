@@ -120,3 +120,39 @@ def _inline(text: str) -> str:
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
     out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
     return out
+
+
+@dataclass(frozen=True)
+class GeneratedBlock:
+    """A part of a Markdown file (the README) that a command writes from result files, between two comment
+    lines; tests compare it with what the committed results give."""
+
+    name: str  # "rl-benchmark"
+    how: str  # "generated from the records by plot-rl --readme"
+
+    @property
+    def begin(self) -> str:
+        return f"<!-- {self.name}: {self.how}, do not edit -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- /{self.name} -->"
+
+    def read(self, path: str | os.PathLike) -> str:
+        """The block's text as the file has it now ("" when the file has no such block)."""
+        content = Path(path).read_text()
+        if self.begin not in content:
+            return ""
+        return content.split(self.begin, 1)[1].split(self.end, 1)[0].strip()
+
+    def write(self, path: str | os.PathLike, text: str) -> None:
+        """Replace the block's text; a file without the block is a one-line error saying what to add."""
+        from diffusion_reward.errors import UserError
+
+        path = Path(path)
+        content = path.read_text()
+        if self.begin not in content or self.end not in content:
+            raise UserError(f"{path}: no generated block to replace; add the lines\n{self.begin}\n{self.end}")
+        head, rest = content.split(self.begin, 1)
+        _, tail = rest.split(self.end, 1)
+        atomic_write_text(path, f"{head}{self.begin}\n{text.rstrip()}\n{self.end}{tail}")

@@ -42,6 +42,8 @@ import numpy as np
 from scipy import stats
 
 from diffusion_reward.data.episodes import EpisodeDataset
+from diffusion_reward.errors import UserError
+from diffusion_reward.evaluation.report import GeneratedBlock
 from diffusion_reward.rewards.base import RewardModel
 
 NOISY = re.compile(r"^noisy:(?P<std>[0-9.]+)$")
@@ -225,11 +227,73 @@ def evaluate_and_write(scorers: Mapping[str, Any], dataset: EpisodeDataset, out:
         result = evaluate_reward_models(scorers, dataset, advance)
     table = markdown_table(result)
     atomic_write_text(out / "reward_quality.md", table)
-    atomic_write_json(out / "reward_quality.json", {"models": result["models"], "seen_tasks": result["seen_tasks"],
-                                                    "run": {"episodes": len(dataset), **(run or {})}})
+    per_task = episodes_per_policy(dataset)
+    record = {"models": result["models"], "seen_tasks": result["seen_tasks"],
+              "run": {"episodes": len(dataset), "episodes_per_policy": per_task, **(run or {})}}
+    atomic_write_json(out / "reward_quality.json", record)
     figures = {}
     for name, curves in result["curves"].items():
         path = out / f"reward_curves_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-')}.png"
         plot_reward_curves(curves, path, title=f"{name}: reward along the episode (mean ± std over episodes, 5-step moving average)")
         figures[name] = str(path)
-    return {**result, "table": table, "figures": figures}
+    return {**result, "record": record, "table": table, "figures": figures}
+
+
+def episodes_per_policy(dataset: EpisodeDataset) -> dict[str, str]:
+    """Episodes per task of each policy, best policy first: ``"20"``, or ``"18-20"`` when tasks differ."""
+    counts: dict[str, dict[str, int]] = {}
+    for entry in dataset.entries:
+        by_task = counts.setdefault(entry["policy"], {})
+        by_task[entry["task"]] = by_task.get(entry["task"], 0) + 1
+    order = sorted(counts, key=lambda p: (policy_rank(p) is None, policy_rank(p) or 0.0, p))
+    out = {}
+    for policy in order:
+        low, high = min(counts[policy].values()), max(counts[policy].values())
+        out[policy] = str(low) if low == high else f"{low}-{high}"
+    return out
+
+
+README_BLOCK = GeneratedBlock("reward-quality", "generated from the committed results by evaluate-reward --readme")
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """A ``reward_quality.json`` written by :func:`evaluate_and_write`; one line naming the file otherwise."""
+    from diffusion_reward.utils.checkpoint import read_json
+
+    try:
+        result = read_json(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if not isinstance(result, dict) or not isinstance(result.get("models"), dict) or not result["models"]:
+        raise UserError(f"{path}: not a reward-quality result (no \"models\"); write one with evaluate-reward")
+    return result
+
+
+def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) -> str:
+    """The README's reward-quality block: the mean of each model over the tasks (seen tasks only when the
+    data also has unseen ones), then AUROC against the random policy per task and model."""
+    fmt = lambda v: "-" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
+    models = result["models"]
+    seen = list(result.get("seen_tasks") or [])
+    tasks = sorted({t for m in models.values() for t in m["tasks"]})
+    unseen = [t for t in tasks if seen and t not in seen]
+    episodes = result.get("run", {}).get("episodes_per_policy") or {}
+    counts = ", ".join(f"{n} {p}" for p, n in episodes.items()) if episodes else ""
+    lines = [f"Held-out episodes of {len(tasks) - len(unseen)} training tasks"
+             + (f" ({counts} per task)" if counts else "")
+             + "; AUROC: how often an expert episode's mean reward is above another policy's (0.5: chance); "
+               "Spearman: rank correlation of an episode's mean reward with the policy's quality (expert, "
+               "then more action noise, then random); VOC: rank correlation of reward and time inside expert "
+               "episodes." + (f" Every column and task: [full table]({full_table})." if full_table else ""),
+             "", "| reward | AUROC vs random | AUROC vs noisy | Spearman(quality) | VOC |", "|---|---|---|---|---|"]
+    for name, model in models.items():
+        mean = model.get("mean_seen", model["mean"])
+        lines.append(f"| {name} | " + " | ".join(fmt(_row_value(mean, c)) for c in
+                                                   ("auroc_random", "auroc_noisy", "spearman_quality", "voc")) + " |")
+    lines += ["", "AUROC against the random policy per task:", "",
+              "| task | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for task in tasks:
+        label = f"{task} (unseen)" if task in unseen else task
+        lines.append(f"| {label} | " + " | ".join(fmt(m["tasks"].get(task, {}).get("auroc_random", math.nan))
+                                                   for m in models.values()) + " |")
+    return "\n".join(lines) + "\n"

@@ -30,9 +30,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from diffusion_reward.errors import UserError
+from diffusion_reward.evaluation.report import GeneratedBlock
 
-README_BEGIN = "<!-- rl-benchmark: generated from the records by plot-rl --readme, do not edit -->"
-README_END = "<!-- /rl-benchmark -->"
+README_BLOCK = GeneratedBlock("rl-benchmark", "generated from the records by plot-rl --readme")
+README_BEGIN, README_END = README_BLOCK.begin, README_BLOCK.end
 SOLVED = 0.8
 OUTPUTS = ("rl_curves.png", "rl_aggregate.png", "rl_benchmark.md", "rl_benchmark.json")
 
@@ -344,25 +345,10 @@ def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     atomic_write_json(out / OUTPUTS[3], {"grid": curves[0].grid, "budget": budget, "ours": ours, "tasks": rows,
                                          "aggregate": agg, "records": sorted(str(c.path) for c in curves)})
     if readme is not None:
-        replace_readme_block(readme, short)
+        README_BLOCK.write(readme, short)
     return {"rows": rows, "aggregate": agg, "markdown": text, "readme": short, "records": len(curves)}
-
-
-def replace_readme_block(readme: str | os.PathLike, text: str) -> None:
-    from diffusion_reward.utils.checkpoint import atomic_write_text
-
-    path = Path(readme)
-    content = path.read_text()
-    if README_BEGIN not in content or README_END not in content:
-        raise UserError(f"{path}: no generated block to replace; add the lines\n{README_BEGIN}\n{README_END}")
-    head, rest = content.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    atomic_write_text(path, f"{head}{README_BEGIN}\n{text.rstrip()}\n{README_END}{tail}")
 
 
 def readme_block(readme: str | os.PathLike) -> str:
     """The generated block's text as the README has it now."""
-    content = Path(readme).read_text()
-    if README_BEGIN not in content:
-        return ""
-    return content.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
+    return README_BLOCK.read(readme)
