@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,27 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def machine_slug() -> str:
+    """A short file-name-safe name of this machine's kind, ``<cpu family>-<widest vector ISA>-<N>cores``
+    (``epyc-avx2-2cores``): what benchmark result files are named after (``<bench>_<slug>.jsonl``)."""
+    from diffusion_reward.utils.device import available_cpus
+
+    words = re.sub(r"\((r|tm)\)", " ", cpu_model().lower()).split()
+    family = next((w for w in words if w.isalpha() and w not in ("amd", "intel", "genuine", "processor", "cpu")),
+                  platform.machine().lower() or "cpu")
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    isa = next((name for flag, name in (("amx_bf16", "amx"), ("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"),
+                                        ("avx2", "avx2")) if flag in flags), platform.machine().lower() or "cpu")
+    return f"{family}-{isa}-{available_cpus()}cores"
 
 
 def file_digest(path: str | os.PathLike) -> str:
