@@ -113,6 +113,23 @@ def test_killed_collection_resumes_missing_episode(expert_dataset, tmp_path):
     assert lost in entries and len(entries) == 3
 
 
+def test_resumed_collection_lists_the_episodes_in_plan_order(expert_dataset, tmp_path):
+    """Workers finish in any order and a kill can leave a later episode recorded and an earlier one not: the
+    manifest still lists the episodes as an uninterrupted one-worker run does (training reads them in this
+    order). Episodes of other collections keep their places."""
+    root = copy_of(expert_dataset, tmp_path)
+    m = manifest(root)
+    complete = m["episodes"]
+    other = {**complete[0], "file": "episodes/other/video-train-00000.npz", "task": "other"}
+    (root / other["file"]).parent.mkdir(parents=True)
+    (root / other["file"]).write_bytes((root / complete[0]["file"]).read_bytes())
+    m["episodes"] = [other, complete[2], complete[1]]  # the first train episode lost, the rest out of order
+    (root / "manifest.json").write_text(json.dumps(m))
+    assert cli.main(["collect", *REACH, "--episodes", "2", "--test-episodes", "1", "--workers", "1",
+                     "--out", str(root)]) == 0
+    assert manifest(root)["episodes"] == [other, *complete]
+
+
 def test_failed_expert_episodes_are_retried_then_left_out_unless_keep_failed(tmp_path, capsys):
     from diffusion_reward.data.collect import collect
 
@@ -197,7 +214,7 @@ def test_two_workers_give_the_same_episodes_as_one(expert_dataset, tmp_path):
                      "--out", str(root)]) == 0
     one, two = load_dataset(expert_dataset), load_dataset(root)
     by_file = {e["file"]: i for i, e in enumerate(one.entries)}
-    assert len(two) == 3
+    assert [e["file"] for e in two.entries] == [e["file"] for e in one.entries]  # whoever finished first
     for i, entry in enumerate(two.entries):
         a, b = one[by_file[entry["file"]]], two[i]
         assert entry["seed"] == one.entries[by_file[entry["file"]]]["seed"]

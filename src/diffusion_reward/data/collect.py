@@ -27,6 +27,9 @@ manifest entries; the main process records each with :meth:`DatasetWriter.add_en
 arrives, so a killed collection keeps every finished episode. Running the same command again skips
 the episodes the manifest already lists and collects only the missing ones (asking for more
 episodes later adds the new indices); nothing is duplicated. One collection at a time per dataset.
+The manifest lists a collection's episodes in the order of the plan (task, policy, split, index),
+whatever order the workers finish them in and however often the collection was killed and rerun:
+training reads episodes in manifest order, so the same command gives the same dataset.
 
 Speed. ``workers`` processes (default: one per core) each keep their environments. MuJoCo's
 software renderer (Mesa llvmpipe) spreads its work over every core by default, which oversubscribes
@@ -417,9 +420,9 @@ def collect(config: CollectConfig, out: str | os.PathLike, *, skip_bad: bool = F
     writer.flush()  # the dataset and its attributes exist from the start
     done = {e["file"] for e in writer.manifest["episodes"]}
     jobs = plan(config, root, done)
-    all_jobs = len(plan(config, root, ()))
+    order = {job.file: rank for rank, job in enumerate(plan(config, root, ()))}
     workers = min(config.workers or default_workers(), max(1, len(jobs)))
-    report = CollectReport(workers=workers, already_present=all_jobs - len(jobs), bad_existing=bad_existing)
+    report = CollectReport(workers=workers, already_present=len(order) - len(jobs), bad_existing=bad_existing)
     if not jobs:
         return report
     bar = _progress_bar(len(jobs), progress)
@@ -427,7 +430,7 @@ def collect(config: CollectConfig, out: str | os.PathLike, *, skip_bad: bool = F
 
     def record(outcome: dict[str, Any]) -> None:
         if outcome["entry"] is not None:
-            writer.add_entry(outcome["entry"])
+            writer.add_entry(outcome["entry"], order=order)
         report.record(outcome)
         report.seconds = time.perf_counter() - start
         if bar is not None:

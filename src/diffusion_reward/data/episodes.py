@@ -38,7 +38,7 @@ import re
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -245,15 +245,32 @@ class DatasetWriter:
         self.add_entry(entry)
         return entry
 
-    def add_entry(self, entry: dict[str, Any]) -> None:
-        """Record an episode file that is already written (by a worker process, say)."""
+    def add_entry(self, entry: dict[str, Any], order: Mapping[str, int] | None = None) -> None:
+        """Record an episode file that is already written (by a worker process, say).
+
+        With ``order`` (file -> rank), the episodes it ranks stay in the places they hold in the manifest but
+        are sorted by rank among themselves: the manifest, and every result that reads the episodes in its
+        order, does not depend on the order the entries arrive in (which worker finished first, where a killed
+        collection stopped and a rerun went on).
+        """
         if not (self.root / entry["file"]).exists():
             raise DatasetError(f"{self.root / entry['file']}: episode file is missing")
-        self.update(lambda episodes: [e for e in episodes if e["file"] != entry["file"]] + [entry])
+
+        def change(episodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            episodes = [e for e in episodes if e["file"] != entry["file"]] + [entry]
+            return ranked(episodes, order) if order else episodes
+
+        self.update(change)
 
     def flush(self) -> None:
         """Write the manifest (with this writer's attributes) as it is on disk now, creating it if need be."""
         self.update(lambda episodes: episodes)
+
+
+def ranked(episodes: list[dict[str, Any]], order: Mapping[str, int]) -> list[dict[str, Any]]:
+    """``episodes`` with those whose file ``order`` ranks sorted by rank in the places they hold; the others stay."""
+    in_order = iter(sorted((e for e in episodes if e["file"] in order), key=lambda e: order[e["file"]]))
+    return [next(in_order) if e["file"] in order else e for e in episodes]
 
 
 def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
