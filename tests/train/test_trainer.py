@@ -56,6 +56,30 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path) -> None:
                 assert torch.equal(torch.as_tensor(sa[i][key]), torch.as_tensor(sb[i][key]))
 
 
+def test_a_resumed_run_logs_every_step_once(tmp_path) -> None:
+    """A run killed after its last checkpoint had logged steps past it: the resumed run logs them again, in place
+    of the killed run's rows, so its metric files equal an uninterrupted run's; final scores too."""
+    import shutil
+
+    def rows(run):
+        return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in csv.DictReader((run / "train.csv").open())]
+
+    full = train_toy(tmp_path / "full", steps=5, log_every=1)
+    train_toy(tmp_path / "killed", steps=5, log_every=1)
+    shutil.rmtree(tmp_path / "killed" / "checkpoints" / "step-00000005")  # as if killed before writing it
+    resumed = train_toy(tmp_path / "killed", steps=5, log_every=1, resume=True)
+    assert [int(r["step"]) for r in rows(tmp_path / "killed")] == [1, 2, 3, 4, 5]
+    assert rows(tmp_path / "killed") == rows(tmp_path / "full")
+    train_toy(tmp_path / "early", steps=5, log_every=1)
+    shutil.rmtree(tmp_path / "early" / "checkpoints")  # killed before its first checkpoint: starts again
+    train_toy(tmp_path / "early", steps=5, log_every=1, resume=True)
+    assert rows(tmp_path / "early") == rows(tmp_path / "full")
+    for trainer in (full, resumed, resumed):  # logged twice at the last step: one row
+        trainer.log_final({"test/mse": 0.5})
+    final = [list(csv.DictReader((tmp_path / name / "final.csv").open())) for name in ("full", "killed")]
+    assert final[0] == final[1] == [{"step": "5", "test_mse": "0.5"}]
+
+
 def test_run_directory_contents_and_checkpoint_pruning(tmp_path) -> None:
     trainer = train_toy(tmp_path / "run", eval_every=4)
     run = tmp_path / "run"

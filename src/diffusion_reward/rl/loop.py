@@ -79,9 +79,9 @@ from diffusion_reward.rl.drqv2 import PRESETS as AGENT_PRESETS
 from diffusion_reward.rl.drqv2 import DrQV2Agent, DrQV2Config
 from diffusion_reward.rl.env_worker import frames_from_obs
 from diffusion_reward.rl.replay import EPISODE_DIR, INDEX_NAME, ReplayBuffer
-from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
+from diffusion_reward.utils.checkpoint import atomic_write_json, load_tensors, read_json, save_tensors
 from diffusion_reward.utils.device import available_cpus, torch_threads
-from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.logging import MetricsWriter, drop_rows_after, get_logger
 from diffusion_reward.utils.rundir import Checkpoints, config_changes, refuse_existing_run
 from diffusion_reward.utils.seeding import rng_state, seed_everything, set_rng_state
 
@@ -703,7 +703,7 @@ class RLRun:
         self.last_success = float(loop["last_success"])
         self.elapsed = float(loop["elapsed_s"])
         self.clock.total.update({k: float(v) for k, v in loop.get("seconds", {}).items() if k in self.clock.total})
-        _truncate_csvs(self.run_dir, self.global_frame)
+        drop_rows_after(self.run_dir, self.global_frame)
 
     # ---- reporting -----------------------------------------------------------------------------
     def evaluations(self) -> list[dict[str, float]]:
@@ -768,20 +768,6 @@ def _link_replay(source: Path, target: Path) -> None:
             os.link(path, target / EPISODE_DIR / path.name)
         except OSError:  # a file system without hard links
             shutil.copy2(path, target / EPISODE_DIR / path.name)
-
-
-def _truncate_csvs(run_dir: Path, frame: int) -> None:
-    """Drop metric rows logged after ``frame`` (by a run killed after its last checkpoint)."""
-    for path in run_dir.glob("*.csv"):
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
-            rows = [r for r in reader if float(r.get("step") or 0) <= frame]
-        with atomic_path(path) as tmp:
-            with tmp.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(rows)
 
 
 def train(config: RLConfig, run_dir: str | os.PathLike | None = None, *, resume: bool = False,

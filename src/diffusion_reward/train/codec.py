@@ -40,7 +40,7 @@ from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfi
                                             resolve_precision)
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json
 from diffusion_reward.utils.cpu_load import busy_cores
-from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.logging import get_logger
 from diffusion_reward.utils.seeding import seed_everything
 
 
@@ -468,9 +468,7 @@ def train_codec(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
                     metrics.update({f"{split}/{k}": v for k, v in evaluate_codec(model, frames, scene=scene).items()})
                 grid = reconstruction_grid(model, held_out[_evenly(len(held_out), train_config.grid_frames)])
                 metrics.update({f"{steady_split}/{k}": v for k, v in token_stability(model, steady).items()})
-            writer = MetricsWriter(run_dir, tensorboard=trainer_config.tensorboard)
-            writer.log(trainer.step, {f"final/{k.replace('/', '_')}": v for k, v in metrics.items()})
-            writer.close()
+            trainer.log_final(metrics)
             metrics.update({"steps": trainer.step, "wall_time_s": time.perf_counter() - t_start,
                             "eval_time_s": time.perf_counter() - t_eval, "preset": preset,
                             "parameters": model.num_parameters(), "precision": "bf16" if trainer_config.bf16 else "fp32",

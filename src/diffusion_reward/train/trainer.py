@@ -80,7 +80,7 @@ from diffusion_reward.config import option, to_dict
 from diffusion_reward.errors import UserError
 from diffusion_reward.utils.checkpoint import atomic_write_json, load_tensors, read_json, save_tensors
 from diffusion_reward.utils.device import autocast, resolve_device, use_bf16
-from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.logging import MetricsWriter, drop_rows_after, get_logger
 from diffusion_reward.utils.rundir import Checkpoints, config_changes, refuse_existing_run
 from diffusion_reward.utils.seeding import rng_state, seed_everything, set_rng_state
 
@@ -566,6 +566,8 @@ class Trainer:
                 if self.is_main:
                     self.log.info(f"resumed from {resume_from} at step {self.step}")
             if self.is_main:
+                # what a killed attempt logged after the step this run starts from is logged again from here
+                drop_rows_after(self.run_dir, self.step)
                 self.metrics_writer = MetricsWriter(self.run_dir, tensorboard=cfg.tensorboard)
             self._loop()
             return self.history[-1] if self.history else {}
@@ -623,6 +625,18 @@ class Trainer:
                 bar.close()
 
     # -- results ----------------------------------------------------------------------------
+    def log_final(self, metrics: Mapping[str, float]) -> None:
+        """Log the run's final scores as ``final/<name>`` at its last step (rank 0), in place of those of an
+        earlier attempt at that step (one killed after logging them resumes at that step and logs them again)."""
+        if not self.is_main:
+            return
+        drop_rows_after(self.run_dir, self.step - 1, namespaces=["final"])
+        writer = MetricsWriter(self.run_dir, tensorboard=self.config.tensorboard)
+        try:
+            writer.log(self.step, {f"final/{k.replace('/', '_')}": v for k, v in metrics.items()})
+        finally:
+            writer.close()
+
     def export(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
         """Save ``raw("model")`` (with the EMA weights if enabled) via its ``save_pretrained`` (rank 0)."""
         directory = Path(directory)

@@ -42,7 +42,7 @@ from diffusion_reward.train.trainer import (OptimizerSpec, Trainer, TrainerConfi
                                             resolve_precision)
 from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, load_tensors, save_tensors
 from diffusion_reward.utils.device import resolve_device
-from diffusion_reward.utils.logging import MetricsWriter, get_logger
+from diffusion_reward.utils.logging import get_logger
 from diffusion_reward.utils.seeding import seed_everything
 
 ModelKind = Literal["vqdiffusion", "videogpt"]
@@ -391,10 +391,7 @@ def train_video(data: EpisodeDataset | str | os.PathLike | Sequence[str | os.Pat
                                         amp=trainer_config.bf16)
                 grid = _grid(net, codec_net, train_config, test_eps if held else train_eps,
                              tokens["test"] if held else tokens["train"], k, skip)
-            writer = MetricsWriter(run_dir, tensorboard=trainer_config.tensorboard)
-            writer.log(trainer.step, {f"final/{name.replace('/', '_')}": v for name, v in metrics.items()
-                                      if isinstance(v, float)})
-            writer.close()
+            trainer.log_final({name: v for name, v in metrics.items() if isinstance(v, float)})
             metrics.update({"model": model, "preset": preset, "steps": trainer.step, "parameters": net.num_parameters(),
                             "train_time_s": t_train, "eval_time_s": time.perf_counter() - t_eval,
                             "wall_time_s": time.perf_counter() - t_start,

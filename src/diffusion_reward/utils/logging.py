@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 log = logging.getLogger("diffusion_reward")
 
@@ -66,12 +66,9 @@ class CSVWriter:
         if new:
             columns = columns + new
             if path.exists():  # rewrite with the wider header, keeping old rows
-                with path.open() as f:
+                with path.open(newline="") as f:
                     rows = list(csv.DictReader(f))
-                with path.open("w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=columns)
-                    w.writeheader()
-                    w.writerows(rows)
+                _rewrite(path, columns, rows)
         self._columns[namespace] = columns
         write_header = not path.exists()
         with path.open("a", newline="") as f:
@@ -79,6 +76,33 @@ class CSVWriter:
             if write_header:
                 w.writeheader()
             w.writerow({"step": step, **values})
+
+
+def _rewrite(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Replace a CSV file atomically: a kill while it is written leaves the old file, never half of one."""
+    from diffusion_reward.utils.checkpoint import atomic_path  # here: this module stays free of torch
+
+    with atomic_path(path) as tmp:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            w.writerows(rows)
+
+
+def drop_rows_after(directory: str | os.PathLike, step: float, namespaces: Iterable[str] | None = None) -> None:
+    """Drop the rows logged after ``step`` from the CSV files of ``directory`` (every namespace, or only
+    ``namespaces``): what a run killed after its last checkpoint logged, and logs again once it resumes there."""
+    wanted = None if namespaces is None else set(namespaces)
+    for path in sorted(Path(directory).glob("*.csv")):
+        if wanted is not None and path.stem not in wanted:
+            continue
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+        kept = [r for r in rows if float(r.get("step") or 0) <= step]
+        if len(kept) < len(rows):
+            _rewrite(path, columns, kept)
 
 
 class MetricsWriter:
