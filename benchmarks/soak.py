@@ -434,26 +434,35 @@ def reference_run(command: Command, work: Path, inputs: dict[str, Path], timeout
 
 def soak_trial(command: Command, work: Path, inputs: dict[str, Path], reference: dict[str, Any], index: int,
                rng: random.Random) -> dict[str, Any]:
-    """One trial: kill the command one or more times at random moments, rerun it to the end, compare."""
+    """One trial: kill the command one or more times at random moments, rerun it to the end, compare.
+
+    A first run that finishes before its kill (the machine was quicker than for the reference) killed
+    nothing: the trial starts again with new draws, up to ``MAX_KILLS_IN_A_ROW`` times.
+    """
     out = work / command.name / f"trial-{index}"
-    shutil.rmtree(out, ignore_errors=True)
-    if command.prepare is not None:
-        command.prepare(out)
     log = out.parent / f"trial-{index}.log"
     argv = _cli(command.args(out, inputs))
     t_ref = reference["wall_s"]
     timeout = 20 * t_ref + 300  # a rerun that waits for ever (a stale lock) ends here, as a failure
-    kill_times = [rng.uniform(0, t_ref)]
-    while len(kill_times) < MAX_KILLS_IN_A_ROW and rng.random() < 0.5:
-        kill_times.append(rng.uniform(0, t_ref))
-    attempts: list[Attempt] = []
-    for kill_after in [*kill_times, None]:
-        attempt = run_attempt(argv + (list(command.rerun) if attempts else []), log, kill_after, timeout, work)
-        if attempt.killed and kill_after is not None and command.progress is not None:
-            attempt.done, attempt.saved = command.progress(out)
-        attempts.append(attempt)
-        if kill_after is None or not attempt.killed:
-            break  # the last run, or one that ended before its kill came
+    missed = 0
+    while True:
+        shutil.rmtree(out, ignore_errors=True)
+        if command.prepare is not None:
+            command.prepare(out)
+        kill_times = [rng.uniform(0, t_ref)]
+        while len(kill_times) < MAX_KILLS_IN_A_ROW and rng.random() < 0.5:
+            kill_times.append(rng.uniform(0, t_ref))
+        attempts: list[Attempt] = []
+        for kill_after in [*kill_times, None]:
+            attempt = run_attempt(argv + (list(command.rerun) if attempts else []), log, kill_after, timeout, work)
+            if attempt.killed and kill_after is not None and command.progress is not None:
+                attempt.done, attempt.saved = command.progress(out)
+            attempts.append(attempt)
+            if kill_after is None or not attempt.killed:
+                break  # the last run, or one that ended before its kill came
+        if attempts[0].killed or attempts[0].returncode != 0 or missed == MAX_KILLS_IN_A_ROW:
+            break
+        missed += 1
     final, kills = attempts[-1], attempts[:-1]
     if final.killed:
         differences = [f"the last run did not finish within {timeout:.0f} s"]
@@ -463,7 +472,7 @@ def soak_trial(command: Command, work: Path, inputs: dict[str, Path], reference:
         differences = command.compare(reference["out"], out)
     redone = [a.done - a.saved for a in kills if a.done is not None and a.saved is not None]
     return {"kill_at_s": [round(t, 2) for t in kill_times[:len(kills)]],
-            "kills": len(kills), "kills_drawn": len(kill_times),
+            "kills": len(kills), "kills_drawn": len(kill_times), "first_runs_done_before_their_kill": missed,
             "attempts_wall_s": [round(a.wall_s, 2) for a in attempts],
             "exit_status": [a.returncode for a in attempts],
             "identical": not differences, "differences": differences[:8],
@@ -552,7 +561,8 @@ def main() -> None:
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    base = {"bench": "soak", "kills": args.kills, "seed": args.seed, "budget": dataclasses.asdict(Budget()),
+    base = {"bench": "soak", "config": {"kills": args.kills, "seed": args.seed, "budget": dataclasses.asdict(Budget()),
+                                        "max_kills_in_a_row": MAX_KILLS_IN_A_ROW},
             "code": code_version(), "machine": machine(), "note": args.note}
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:
