@@ -67,10 +67,10 @@ class Budget:
     test_episodes: int = 1
     max_steps: int = 25  # agent steps per collected episode
     collect_workers: int = 0  # 0: the command's default, one worker process per core
-    train_steps: int = 12  # train-codec and train-video
+    train_steps: int = 32  # train-codec and train-video
     fit_kind: str = "diffusion"  # diffusion/viper read train-video's model; rnd/amp train on the data alone
     fit_steps: int = 20  # rnd/amp only
-    rl_frames: int = 500  # train-rl (reward: fit-reward's model if it is a video reward, else rnd)
+    rl_frames: int = 1000  # train-rl (reward: fit-reward's model if it is a video reward, else rnd)
     grid_frames: int = 400  # benchmark-rl: frames per cell of a grid of 2 cells (sparse, rnd)
 
 
@@ -470,8 +470,10 @@ def soak_trial(command: Command, work: Path, inputs: dict[str, Path], reference:
         differences = [f"a run failed with exit status {final.returncode}: {_tail(log, 3)}"]
     else:
         differences = command.compare(reference["out"], out)
+    progress = [[a.done, a.saved] for a in kills] if command.progress is not None else None
     redone = [a.done - a.saved for a in kills if a.done is not None and a.saved is not None]
     return {"kill_at_s": [round(t, 2) for t in kill_times[:len(kills)]],
+            f"{command.unit or 'units'}_done_and_kept_at_each_kill": progress,
             "kills": len(kills), "kills_drawn": len(kill_times), "first_runs_done_before_their_kill": missed,
             "attempts_wall_s": [round(a.wall_s, 2) for a in attempts],
             "exit_status": [a.returncode for a in attempts],
