@@ -27,6 +27,14 @@ def test_artefact_round_trip(tmp_path):
     assert torch.equal(loaded["w"], tensors["w"]) and torch.equal(loaded["b"], tensors["b"])
 
 
+def test_saving_an_artefact_clears_what_a_killed_save_left(tmp_path):
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / ".model.safetensors.x1y2.tmp").write_bytes(b"half of the weights")  # the kill's leftover
+    save_artefact(directory, {"kind": "toy"}, {"w": torch.zeros(2)})
+    assert sorted(os.listdir(directory)) == ["config.json", "model.safetensors"]
+
+
 def test_missing_artefact_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         load_artefact(tmp_path / "nope")

@@ -66,6 +66,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the temporary file of an :func:`atomic_path` write (``.<name>.<random>.tmp``): one
+    that a kill left behind belongs to no result."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -112,10 +119,13 @@ def save_artefact(directory: str | os.PathLike, config: dict[str, Any],
     """Write an artefact directory: ``config.json`` plus one safetensors file.
 
     The weights are written first and the config last, so a directory that has a config is
-    complete.
+    complete. Temporary files that a save killed midway left in the directory are removed.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.iterdir():
+        if is_temporary(stale) and stale.is_file():
+            stale.unlink(missing_ok=True)
     save_tensors(directory / weights_name, tensors)
     atomic_write_json(directory / CONFIG_NAME, config)
     return directory

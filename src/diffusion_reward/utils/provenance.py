@@ -88,11 +88,14 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def directory_fingerprint(directory: str | os.PathLike) -> str:
     """SHA-256 (hex) over every file of ``directory`` (relative path and content digest, in sorted order):
-    two directories share a fingerprint exactly when they hold the same files with the same bytes."""
+    two directories share a fingerprint exactly when they hold the same files with the same bytes. The
+    temporary file of a write that a kill interrupted is no part of it."""
+    from diffusion_reward.utils.checkpoint import is_temporary
+
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not is_temporary(p)):
         digest.update(f"{path.relative_to(root).as_posix()}\0{file_digest(path)}\n".encode())
     return digest.hexdigest()
