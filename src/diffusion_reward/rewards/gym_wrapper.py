@@ -108,17 +108,9 @@ class LearnedRewardWrapper(gym.Wrapper):
         if not self._started:
             raise UserError("LearnedRewardWrapper: call reset() before step()")
         obs, env_reward, terminated, truncated, info = self.env.step(action)
-        learned = float(self._scorer.step(self._frame(obs))[0])
         info = dict(info)
-        info["env_reward"] = float(env_reward)
-        info["learned_reward"] = learned
-        if self.mix is None:
-            total = learned
-        else:
-            parts = self.mix(learned, env_reward)
-            info.update(parts)
-            total = parts["reward/total"]
-        return obs, float(total), terminated, truncated, info
+        total = record_rewards(info, float(self._scorer.step(self._frame(obs))[0]), env_reward, self.mix)
+        return obs, total, terminated, truncated, info
 
 
 class RenderFrameObservation(gym.ObservationWrapper):
@@ -149,6 +141,19 @@ class RenderFrameObservation(gym.ObservationWrapper):
 
     def observation(self, observation: Any) -> dict[str, Any]:
         return {OBSERVATION_KEY: observation, FRAME_KEY: np.asarray(self.env.render(), dtype=np.uint8)}
+
+
+def record_rewards(info: dict[str, Any], learned: float, env_reward: SupportsFloat, mix: RewardMix | None) -> float:
+    """Keep the environment's and the learned reward of a step in its ``info`` (``env_reward``,
+    ``learned_reward``, and ``mix``'s weighted parts) and return the step's reward: the learned one,
+    or ``mix``'s total."""
+    info["env_reward"] = float(env_reward)
+    info["learned_reward"] = float(learned)
+    if mix is None:
+        return float(learned)
+    parts = mix(learned, env_reward)
+    info.update(parts)
+    return float(parts["reward/total"])
 
 
 def check_image_space(space: gym.Space, frame_key: str | None, who: str) -> None:

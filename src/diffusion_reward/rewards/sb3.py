@@ -43,7 +43,7 @@ import numpy as np
 from diffusion_reward.errors import UserError
 from diffusion_reward.rewards.base import RewardModel
 from diffusion_reward.rewards.combine import RewardMix
-from diffusion_reward.rewards.gym_wrapper import FRAME_KEY, OBSERVATION_KEY, check_image_space
+from diffusion_reward.rewards.gym_wrapper import FRAME_KEY, OBSERVATION_KEY, check_image_space, record_rewards
 from diffusion_reward.rewards.step_scoring import StepScorer, channels_last
 
 try:
@@ -119,12 +119,6 @@ class LearnedRewardVecWrapper(VecEnvWrapper):
         learned = self.scorer.step(reached)
         if ended.size:
             self.scorer.reset(frames[ended], envs=ended)
-        rewards = learned.copy()
-        for i, info in enumerate(infos):
-            info["env_reward"] = float(env_rewards[i])
-            info["learned_reward"] = float(learned[i])
-            if self.mix is not None:
-                parts = self.mix(learned[i], env_rewards[i])
-                info.update(parts)
-                rewards[i] = parts["reward/total"]
+        rewards = np.array([record_rewards(info, learned[i], env_rewards[i], self.mix) for i, info in enumerate(infos)],
+                           dtype=np.float32)
         return self._policy_obs(obs), rewards, dones, infos
