@@ -191,7 +191,8 @@ def main() -> None:
             "reward_model_fingerprint": directory_fingerprint(args.reward_model), "reward_kind": model.kind,
             "expert_data": args.expert_data, "episode_frames": len(episodes[0]), "steps": args.steps,
             "rounds": args.rounds, "device": str(model.device), "precision": "bf16" if getattr(model, "bf16", False)
-            else "fp32", "note": args.note, "code": code_version(), "machine": machine()}
+            else "fp32", "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "note": args.note,
+            "code": code_version(), "machine": machine()}
     variants = [("whole_episode", 1)] + [(v, n) for n in args.envs for v in WRAPPERS]
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)

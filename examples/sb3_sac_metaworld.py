@@ -19,10 +19,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from diffusion_reward.rewards.combine import DEFAULT_ALPHA
+from diffusion_reward.cli import choose_openmp_waiting
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from diffusion_reward.rewards.combine import DEFAULT_ALPHA
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="reach-v3", help="MetaWorld task (diffusion-reward's task names)")
     parser.add_argument("--reward-model", default="pretrained/metaworld-small/reward-entropy",
@@ -91,6 +93,7 @@ def train(args: argparse.Namespace, callback: Any = None):
 
 
 def main(argv: list[str] | None = None) -> None:
+    choose_openmp_waiting()  # before torch loads: on a busy machine OpenMP threads then sleep rather than spin
     train(parse_args(argv))
 
 
