@@ -537,7 +537,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    from diffusion_reward.utils.provenance import code_version, machine, machine_slug
+    from diffusion_reward.utils.provenance import code_version, machine, machine_tag
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", nargs="+", choices=ORDER, default=list(ORDER), metavar="COMMAND",
@@ -555,7 +555,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.kills < 1:
         parser.error("--kills must be at least 1")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"soak_{machine_slug()}.jsonl"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"soak_{machine_tag()}.jsonl"
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="soak-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

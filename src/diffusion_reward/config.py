@@ -43,15 +43,16 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "",
-                    skip: tuple[str, ...] = ()) -> None:
-    """Add one command-line flag per field of the dataclass ``cls``.
+                    skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
+    """Add one command-line flag per field of the dataclass ``cls`` (with ``only``: of those fields alone,
+    so that a command can show its settings in groups).
 
     Defaults are left as ``None`` in argparse so that :func:`config_from_args` can tell which
     flags the user actually gave and apply them on top of a preset.
     """
     hints = _resolve_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or not f.metadata.get("cli", True):
+        if f.name in skip or (only is not None and f.name not in only) or not f.metadata.get("cli", True):
             continue
         tp, optional = _unwrap_optional(hints[f.name])
         help_text = f.metadata.get("help", "")

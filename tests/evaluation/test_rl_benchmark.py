@@ -101,3 +101,23 @@ def test_two_records_of_one_cell_are_refused(tmp_path):
     (extra / "x.json").write_text((records / "reach-v3__sparse__0.json").read_text())
     with pytest.raises(UserError, match="two records of reach-v3 / sparse / seed 0"):
         benchmark_report([records], tmp_path / "out", reps=100)
+
+
+def _row(reward, per_seed, auc=0.5):
+    return {"reward": reward, "seeds": list(range(len(per_seed))), "success": sum(per_seed) / len(per_seed),
+            "success_min": min(per_seed), "success_max": max(per_seed), "auc": auc}
+
+
+def test_verdict_calls_a_difference_only_when_the_seeds_do_not_overlap():
+    from diffusion_reward.evaluation.rl_benchmark import verdict
+
+    base = {"sparse": _row("sparse", [0.0, 0.9, 0.6]), "rnd": _row("rnd", [0.0, 0.2, 0.1])}
+    assert verdict({**base, "diffusion": _row("diffusion", [1.0, 0.9, 1.0])}, "diffusion") == "ahead of sparse (+0.47)"
+    assert verdict({**base, "diffusion": _row("diffusion", [1.0, 1.0, 0.0])}, "diffusion") == \
+        "level with sparse (+0.17, within the seeds' spread)"
+    strong = {"viper": _row("viper", [0.8, 0.9, 1.0])}
+    assert verdict({**strong, "diffusion": _row("diffusion", [0.1, 0.0, 0.8])}, "diffusion") == "behind viper (-0.60)"
+    zeros = {name: _row(name, [0.0, 0.0, 0.0]) for name in ("diffusion", "sparse")}
+    assert verdict(zeros, "diffusion") == "nothing succeeds"
+    assert verdict({"diffusion": _row("diffusion", [1.0, 1.0])} | base, "diffusion") == ""  # ours not finished
+    assert verdict({"diffusion": _row("diffusion", [1.0, 1.0, 1.0])}, "diffusion") == ""  # nothing to compare with

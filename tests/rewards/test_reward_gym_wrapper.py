@@ -17,7 +17,8 @@ from diffusion_reward.rewards.sparse import SparseReward
 
 
 class MovingSquareEnv(gym.Env):
-    """A white square on a black 8x8 image, moved by the sign of a 2-d action; reward 1 in a corner."""
+    """A square on a black 8x8 image, moved by the sign of a 2-d action; reward 1 in a corner. Its shade
+    says where it is, so that rewards of the frames' brightness (the toy model's) differ between positions."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -36,7 +37,7 @@ class MovingSquareEnv(gym.Env):
 
     def _image(self) -> np.ndarray:
         img = np.zeros((8, 8, 3), np.uint8)
-        img[self.pos[0]:self.pos[0] + 2, self.pos[1]:self.pos[1] + 2] = 255
+        img[self.pos[0]:self.pos[0] + 2, self.pos[1]:self.pos[1] + 2] = 60 + 25 * self.pos[0] + 5 * self.pos[1]
         return img
 
     def _obs(self):
@@ -165,9 +166,8 @@ def test_an_env_rendering_from_another_camera_is_refused(toy_model):
 def test_frames_of_the_wrong_size_need_resize(toy_model):
     toy_model.image_size = 4
     env = LearnedRewardWrapper(MovingSquareEnv(), toy_model)
-    env.reset(seed=0)
-    with pytest.raises(UserError, match="4x4"):
-        env.step(np.zeros(2, np.float32))
+    with pytest.raises(UserError, match="LearnedRewardWrapper reset frames: expected .* of 4x4, got 8x8"):
+        env.reset(seed=0)
     env = LearnedRewardWrapper(MovingSquareEnv(), toy_model, resize=True)
     env.reset(seed=0)
     assert np.isfinite(env.step(np.zeros(2, np.float32))[1])

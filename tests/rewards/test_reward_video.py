@@ -176,3 +176,34 @@ def test_sticky_codes_keep_the_code_of_every_unchanged_cell_in_reward_windows(co
     for j in range(len(frames)):
         idx = np.clip(np.arange(j - model.history, j + 1), 0, None)
         assert model.rewards_window(frames[idx], j) == pytest.approx(r[j], rel=1e-4, abs=1e-3)
+
+
+def test_frames_the_previous_call_encoded_are_not_encoded_again(codec, monkeypatch):
+    model = _diffusion(codec)
+    frames = _frames(8, seed=7)
+    encoded = []
+    encode = codec.encode_frames
+    monkeypatch.setattr(codec, "encode_frames", lambda f, *a, **k: encoded.append(len(f)) or encode(f, *a, **k))
+    windows = frames[np.clip(np.arange(8)[:, None] + [-1, 0], 0, None)]
+    stepped = [model.rewards_window(windows[j], j) for j in range(8)]
+    assert encoded == [1] * 8  # a sliding window: only its newest frame is new
+    np.testing.assert_allclose(stepped, model.rewards(frames), rtol=1e-4, atol=1e-3)
+    model.code_cache = None
+    encoded.clear()
+    np.testing.assert_array_equal([model.rewards_window(windows[j], j) for j in range(8)], stepped)
+    assert encoded == [1] + [2] * 7
+
+
+def test_code_cache_forgets_the_codes_when_a_codec_weight_changes(codec):
+    import copy
+
+    codec = copy.deepcopy(codec)
+    model = _diffusion(codec)
+    frames = _frames(6, seed=9)
+    before = model.codes_of(frames)
+    np.testing.assert_array_equal(before, codec.encode_frames(frames))
+    with torch.no_grad():
+        codec.quant_conv.weight.mul_(-1.0)
+    after = model.codes_of(frames)
+    np.testing.assert_array_equal(after, codec.encode_frames(frames))
+    assert not torch.equal(after, before)

@@ -197,3 +197,13 @@ def test_a_record_from_before_a_setting_existed_still_counts(tmp_path, reference
         record["config"]["seed"] = 5
         Path(cell.record_path).write_text(json.dumps(record))
         assert finished_record(cell) is None
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "benchmarks").glob("rl_grid*.toml")))
+def test_every_committed_grid_file_loads_with_models_and_data_that_exist(name):
+    grid = load_grid(ROOT / "benchmarks" / name)
+    cells = grid.cells()
+    assert cells and len({c.key for c in cells}) == len(cells)
+    for reward in grid.rewards:
+        for path in (reward.reward_model, reward.expert_data):
+            assert path is None or (ROOT / path).is_dir(), f"{name}: {reward.name} reads {path}, which is not committed"

@@ -99,7 +99,7 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-# float32 matmul rate of the machine on which the README's CPU times were measured (2 cores of an
+# float32 matmul rate of the machine on which the pipeline's CPU times (docs/experiments/pipeline-timings.md) were measured (2 cores of an
 # AMD EPYC with AVX2: 119-122 GFLOP/s on 2048 x 2048 products, 2 threads). Another machine of 2
 # cores at 50 GFLOP/s took 2.4x as long for the small codec (13 min 40 s against 5 min 30 s).
 README_FP32_GFLOPS = 120.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from diffusion_reward.commands._importing import add_dataset_options, log_report
 from diffusion_reward.utils.logging import get_logger
 
 
@@ -29,26 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="policy name recorded for these episodes (default: expert)")
     parser.add_argument("--episodes", type=int, default=None, metavar="N",
                         help="import only the first N demonstrations (default: all)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
-                        help="fraction of the demonstrations put in the test split, chosen with --seed (default: 0.2)")
-    parser.add_argument("--min-frames", type=int, default=3, metavar="N",
-                        help="demonstrations with fewer rendered frames are bad input (default: 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test assignment (default: 0)")
+    add_dataset_options(parser, "demonstrations", frame_options=False)
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip demonstrations that cannot be rendered (and unreadable episodes already in the "
                              "dataset) and report them, instead of stopping at the first")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="do not show a progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.data.importers import import_demos
 
-    log = get_logger()
     report = import_demos(args.file, args.out, task=args.task, image_size=args.image_size, camera=args.camera,
                           action_repeat=args.action_repeat, policy=args.policy, test_fraction=args.test_fraction,
                           max_episodes=args.episodes, min_frames=args.min_frames, seed=args.seed,
-                          skip_bad=args.skip_bad, progress=args.progress, log=log.warning)
-    for line in report.summary().splitlines():
-        log.info(line)
-    log.info(f"dataset: {args.out}")
-    return 0
+                          skip_bad=args.skip_bad, progress=args.progress, log=get_logger().warning)
+    return log_report(report, args.out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from diffusion_reward.commands._importing import add_dataset_options, log_report
 from diffusion_reward.utils.logging import get_logger
 
 
@@ -21,34 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task name recorded for every clip (default: the folder's name)")
     parser.add_argument("--image-size", type=int, default=64, metavar="PIXELS",
                         help="side of the square frames stored in the dataset (default: 64)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
-                        help="fraction of the clips put in the test split, chosen with --seed (default: 0.2)")
-    parser.add_argument("--min-frames", type=int, default=3, metavar="N",
-                        help="clips with fewer frames (after --every) are bad input: the video model needs a "
-                             "history (default: 3)")
-    parser.add_argument("--every", type=int, default=1, metavar="K",
-                        help="keep one frame in K, to bring high-frame-rate footage closer to the simulator's "
-                             "step rate (default: 1, every frame)")
-    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
-                        help="keep at most N frames per clip (default: all)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the train/test assignment (default: 0)")
+    add_dataset_options(parser, "clips")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unreadable or too-short clips (and unreadable episodes already in the dataset) "
                              "and report them, instead of stopping at the first")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="do not show a progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.data.importers import import_videos
 
-    log = get_logger()
     report = import_videos(args.source, args.out, task=args.task, image_size=args.image_size,
                            test_fraction=args.test_fraction, min_frames=args.min_frames, every=args.every,
                            max_frames=args.max_frames, seed=args.seed, skip_bad=args.skip_bad,
-                           progress=args.progress, log=log.warning)
-    for line in report.summary().splitlines():
-        log.info(line)
-    log.info(f"dataset: {args.out}")
-    return 0
+                           progress=args.progress, log=get_logger().warning)
+    return log_report(report, args.out)

@@ -10,6 +10,17 @@ from diffusion_reward.config import add_config_args, config_from_args
 from diffusion_reward.utils.logging import get_logger
 
 
+# RLConfig's settings beyond the run's what and where, shown in groups by --help (the others stay on top).
+RL_OPTION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("environment", ("action_repeat", "image_size", "camera", "max_episode_steps", "frame_stack")),
+    ("schedule and logging", ("num_seed_frames", "replay_capacity", "eval_every_frames", "num_eval_episodes",
+                              "eval_video_episodes", "checkpoint_every_frames", "tensorboard")),
+    ("online reward models (RND, AMP)", ("bonus_preset", "amp_scoring", "amp_update_every", "amp_batch_size",
+                                         "rnd_input")),
+    ("processes and threads", ("env_worker", "render_threads", "learner_threads", "reward_threads")),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from diffusion_reward.rl.drqv2 import DrQV2Config
     from diffusion_reward.rl.loop import PRESETS, RLConfig
@@ -43,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reward method: diffusion or viper (need --reward-model), amp (needs --expert-data), "
                              "rnd, sparse, or any reward kind saved in --reward-model such as motion (required "
                              "unless resuming)")
-    add_config_args(parser, RLConfig, skip=("num_train_frames", "task", "reward"))
+    grouped = tuple(name for _, names in RL_OPTION_GROUPS for name in names)
+    add_config_args(parser, RLConfig, skip=("num_train_frames", "task", "reward", *grouped))
+    for title, names in RL_OPTION_GROUPS:
+        add_config_args(parser.add_argument_group(title), RLConfig, only=names)
     group = parser.add_argument_group("DrQ-v2 agent", "hyperparameters of the agent (defaults: the preset's)")
     add_config_args(group, DrQV2Config, prefix="agent_", skip=("obs_type", "frame_stack"))
 

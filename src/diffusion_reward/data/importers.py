@@ -72,6 +72,16 @@ class ImportReport:
 # Videos
 
 
+def check_frame_options(min_frames: int, every: int, image_size: int) -> None:
+    """One line for an importer's frame option out of range."""
+    if min_frames < 1:
+        raise UserError(f"--min-frames must be at least 1, got {min_frames}")
+    if every < 1:
+        raise UserError(f"--every must be at least 1, got {every}")
+    if image_size < 8:
+        raise UserError(f"--image-size must be at least 8, got {image_size}")
+
+
 def find_clips(directory: str | os.PathLike) -> list[Path]:
     """The clips in ``directory``: video files, and sub-folders that hold image sequences.
 
@@ -140,12 +150,7 @@ def import_videos(source: str | os.PathLike, out: str | os.PathLike, *, task: st
     whose path is already recorded for ``task`` are skipped, so re-running resumes.
     """
     source = Path(source)
-    if min_frames < 1:
-        raise UserError(f"--min-frames must be at least 1, got {min_frames}")
-    if every < 1:
-        raise UserError(f"--every must be at least 1, got {every}")
-    if image_size < 8:
-        raise UserError(f"--image-size must be at least 8, got {image_size}")
+    check_frame_options(min_frames, every, image_size)
     task = task or _slug(source.stem if source.is_file() else source.resolve().name)
     clips = find_clips(source)
     splits = assign_splits(len(clips), test_fraction, seed)

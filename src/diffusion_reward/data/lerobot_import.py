@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from diffusion_reward.data.episodes import DatasetWriter, Episode, policy_slug
-from diffusion_reward.data.importers import ImportReport, _free_file, _slug, assign_splits, check_existing
+from diffusion_reward.data.importers import (ImportReport, _free_file, _slug, assign_splits, check_existing,
+                                            check_frame_options)
 from diffusion_reward.errors import UserError
 from diffusion_reward.utils.video_io import VideoError, iter_video, resize_center_crop
 
@@ -286,12 +287,7 @@ def import_lerobot(source: str | os.PathLike, out: str | os.PathLike, *, camera:
     """
     from diffusion_reward.utils.progress import progress_bar
 
-    if min_frames < 1:
-        raise UserError(f"--min-frames must be at least 1, got {min_frames}")
-    if every < 1:
-        raise UserError(f"--every must be at least 1, got {every}")
-    if image_size < 8:
-        raise UserError(f"--image-size must be at least 8, got {image_size}")
+    check_frame_options(min_frames, every, image_size)
     info = read_info(source)
     root = info.root.resolve()
     camera = info.choose_camera(camera)

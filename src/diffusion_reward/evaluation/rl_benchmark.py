@@ -231,6 +231,26 @@ def markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, o
     return "\n".join(lines)
 
 
+def verdict(cells: dict[str, dict[str, Any]], ours: str) -> str:
+    """Ours against the best other reward of one task (``cells``: reward -> row), by success at the budget:
+    *ahead* when every seed of ours ends at least as high as every seed of the best other one (and the means
+    differ), *behind* the other way round, otherwise *level*: a difference within the seeds' spread is noise.
+    Empty until ours and another reward have all their seeds."""
+    mine = cells.get(ours)
+    others = [r for name, r in cells.items() if name != ours and len(r["seeds"]) >= 3]
+    if mine is None or len(mine["seeds"]) < 3 or not others:
+        return ""
+    best = max(others, key=lambda r: (r["success"], r["auc"]))
+    if max(mine["success"], best["success"]) == 0:
+        return "nothing succeeds"
+    diff = mine["success"] - best["success"]
+    if diff > 0 and mine["success_min"] >= best["success_max"]:
+        return f"ahead of {best['reward']} (+{diff:.2f})"
+    if diff < 0 and mine["success_max"] <= best["success_min"]:
+        return f"behind {best['reward']} ({diff:.2f})"
+    return f"level with {best['reward']} ({diff:+.2f}, within the seeds' spread)"
+
+
 def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, ours: str,
                     all_tasks: Sequence[str], figures: dict[str, str], full_report: str) -> str:
     """The README's compact block: success at the budget as a task x reward matrix, the aggregates, the figures
@@ -239,9 +259,10 @@ def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget:
     cells = {(r["task"], r["reward"]): r for r in rows}
     lines = [f"Success rate at {_fmt_frames(budget)} frames, mean [min, max] over the seeds (a missing cell is not "
              f"finished yet); frames to success >= {SOLVED}, area under the curve and the simulator's dense reward "
-             f"per task in the [full report]({full_report}).", "",
-             "| task | " + " | ".join(f"**{r}**" if r == ours else r for r in rewards) + " |",
-             "|---|" + "---|" * len(rewards)]
+             f"per task in the [full report]({full_report}). Verdict: {ours} against the best other reward, *ahead* "
+             f"or *behind* only when every seed of one ends at least as high as every seed of the other.", "",
+             "| task | " + " | ".join(f"**{r}**" if r == ours else r for r in rewards) + " | verdict |",
+             "|---|" + "---|" * (len(rewards) + 1)]
     for task in all_tasks:
         row = []
         for reward in rewards:
@@ -249,6 +270,7 @@ def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget:
             row.append("" if r is None else f"{r['success']:.2f} [{r['success_min']:.1f}, {r['success_max']:.1f}]"
                        + (f" ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})" if len(r["seeds"]) < 3
                           else ""))
+        row.append(verdict({reward: r for (t, reward), r in cells.items() if t == task}, ours))
         lines.append(f"| {task} | " + " | ".join(row) + " |")
     lines += ["", *_aggregate_lines(agg, ours, all_tasks)]
     for caption, path in figures.items():

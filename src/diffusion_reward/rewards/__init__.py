@@ -1,4 +1,4 @@
-"""Reward models: the ``RewardModel`` contract, the baselines, standardization, mixing, and a Gymnasium wrapper.
+"""Reward models: the ``RewardModel`` contract, the baselines, standardization, mixing, and environment wrappers.
 
     from diffusion_reward.rewards import load_reward_model
     model = load_reward_model("runs/reward")       # any kind saved with save_pretrained
@@ -28,6 +28,9 @@ _LAZY = {
     "SparseReward": "diffusion_reward.rewards.sparse",
     "MotionReward": "diffusion_reward.rewards.motion",
     "LearnedRewardWrapper": "diffusion_reward.rewards.gym_wrapper",
+    "RenderFrameObservation": "diffusion_reward.rewards.gym_wrapper",
+    "StepScorer": "diffusion_reward.rewards.step_scoring",
+    "LearnedRewardVecWrapper": "diffusion_reward.rewards.sb3",  # needs the sb3 extra
 }
 
 __all__ = ["RewardModel", "OnlineRewardModel", "register_reward", "load_reward_model", "known_kinds",

@@ -17,8 +17,9 @@ with at least one frame has a reward per frame, and an episode of zero frames is
 
 One code path serves both uses: a model implements only :meth:`RewardModel.score_windows`
 (a batch of windows and their step indices -> raw rewards). :meth:`RewardModel.rewards` builds
-every window of an episode and scores them in batches; :meth:`RewardModel.rewards_window`
-scores the single window an environment wrapper keeps while the episode runs. Both give the same
+every window of an episode and scores them in batches; :meth:`RewardModel.rewards_windows` scores
+the windows environment wrappers keep while their episodes run (one window per environment, all
+environments in one call), :meth:`RewardModel.rewards_window` a single one. All give the same
 numbers (up to the float rounding by which a network's kernels differ between batch sizes). A
 stochastic model (one that samples, like the diffusion reward) keeps that equality by
 drawing the randomness of window ``j`` from :meth:`RewardModel.step_generator` (``j``), a
@@ -274,9 +275,42 @@ class RewardModel(abc.ABC):
         window = check_frames(window, self.image_size, resize, what="window")
         if len(window) != self.history + 1:
             raise UserError(f"window: expected history + 1 = {self.history + 1} frames, got {len(window)}")
-        if step < 0:
-            raise UserError(f"window: step must be >= 0, got {step}")
-        return float(self._finish(self._score_checked(window[None], np.array([step])), raw, task)[0])
+        return float(self.rewards_windows(window[None], [step], raw=raw, tasks=task)[0])
+
+    def rewards_windows(self, windows: np.ndarray, steps: Sequence[int] | np.ndarray, *, resize: bool = False,
+                        raw: bool = False, tasks: str | Sequence[str | None] | None = None) -> np.ndarray:
+        """The rewards of a batch of windows, each from its own episode (environments stepping side by
+        side): uint8 ``(N, history + 1, H, W, 3)``, window ``i`` ending at frame ``steps[i]`` of its episode,
+        -> float32 ``(N,)``, scored in one :meth:`score_windows` call (``max_batch`` windows at most per call).
+
+        Reward ``i`` equals ``rewards(frames_i, task=tasks[i])[steps[i]]``; ``tasks`` is one task for every
+        window, or one per window (each window standardized with its own task's statistics)."""
+        windows = windows.detach().cpu().numpy() if isinstance(windows, torch.Tensor) else np.asarray(windows)
+        if windows.ndim != 5 or windows.shape[1] != self.history + 1:
+            hint = " (one window; use window[None])" if windows.ndim == 4 else ""
+            raise UserError(f"windows: expected (N, history + 1 = {self.history + 1}, H, W, 3), "
+                            f"got shape {tuple(windows.shape)}{hint}")
+        n = len(windows)
+        flat = check_frames(windows.reshape(-1, *windows.shape[2:]), self.image_size, resize, what="windows")
+        windows = flat.reshape(n, self.history + 1, *flat.shape[1:])
+        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        if steps.shape != (n,):
+            raise UserError(f"windows: expected one step index per window ({n}), got {len(steps)}")
+        if (steps < 0).any():
+            raise UserError(f"windows: step indices must be >= 0, got {int(steps.min())}")
+        per_window = [tasks] * n if tasks is None or isinstance(tasks, str) else list(tasks)
+        if len(per_window) != n:
+            raise UserError(f"windows: expected one task per window ({n}), got {len(per_window)}")
+        batch = max(1, int(self.max_batch))
+        raw_rewards = np.concatenate([self._score_checked(windows[i:i + batch], steps[i:i + batch])
+                                      for i in range(0, n, batch)])
+        if raw:
+            return raw_rewards
+        out = np.empty(n, dtype=np.float32)
+        for task in dict.fromkeys(per_window):
+            rows = [i for i, t in enumerate(per_window) if t == task]
+            out[rows] = self._finish(raw_rewards[rows], False, task)
+        return out
 
     def stats_for(self, task: str | None = None) -> RewardStats | None:
         """The statistics that standardize rewards of ``task``: its own when the model has them, else

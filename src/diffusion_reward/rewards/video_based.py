@@ -18,6 +18,7 @@ Windows: with ``k`` condition frames ``frame_skip`` apart,
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
@@ -63,6 +64,9 @@ class VideoModelReward(RewardModel):
         self.cond_frames, self.frame_skip = int(vcfg.cond_frames), int(getattr(vcfg, "frame_skip", 1))
         k, s = self.cond_frames, self.frame_skip
         self.history = (k - 1) * s if self.score == "next" else k * s
+        #: The codes of the frames the latest call encoded; ``None`` encodes every frame of every call
+        #: (the same codes, slower: only to measure the gain).
+        self.code_cache: FrameCodeCache | None = FrameCodeCache()
 
     # ---- tokens and windows ---------------------------------------------------------------------
 
@@ -78,11 +82,10 @@ class VideoModelReward(RewardModel):
             cond_pos, target_pos = list(range(0, length - 1, s)), length - 1
         used = cond_pos + ([target_pos] if target_pos is not None else [])
         frames = windows[:, used].reshape(-1, *windows.shape[2:])
-        # Windows overlap (and the first ones repeat frame 0): encode each distinct frame once.
+        # Windows overlap (and the first ones repeat frame 0): encode each distinct frame once, and
+        # none that the previous call encoded (a wrapper's windows slide by one frame per step).
         uniq, inverse = distinct_frames(frames)
-        # float32, as the video model's training tokens were made: under bf16 autocast ~8% of the codes
-        # of held-out MetaWorld frames came out different (near-ties of the nearest-code search)
-        codes = self.codec.encode_frames(frames[uniq])
+        codes = self.codes_of(frames[uniq])
         tokens = codes[torch.from_numpy(inverse)].view(n, len(used), *codes.shape[1:])
         if getattr(self.video.config, "sticky_codes", False):  # as the model's training windows were made
             grid = codes.shape[-1]
@@ -92,6 +95,15 @@ class VideoModelReward(RewardModel):
         cond = tokens[:, : len(cond_pos)].to(self.device)
         target = tokens[:, -1].to(self.device) if target_pos is not None else None
         return cond, target
+
+    def codes_of(self, frames: np.ndarray) -> torch.Tensor:
+        """Codec codes ``(N, g, g)`` (CPU, int64) of distinct uint8 frames ``(N, H, W, 3)``, taken from
+        :attr:`code_cache` for frames the previous call encoded and encoded for the rest. In float32, as
+        the video model's training tokens were made: under bf16 autocast ~8% of the codes of held-out
+        MetaWorld frames came out different (near-ties of the nearest-code search)."""
+        if self.code_cache is None:
+            return self.codec.encode_frames(frames)
+        return self.code_cache.codes(self.codec, frames)
 
     def generators(self, steps: np.ndarray) -> list[torch.Generator]:
         """One generator per window, seeded by its step only (see ``RewardModel.step_generator``)."""
@@ -128,6 +140,35 @@ class VideoModelReward(RewardModel):
         model.sample_seed = int(sample_seed)
         model.fit_stats(expert_episodes, progress=progress)
         return model
+
+
+class FrameCodeCache:
+    """The codec's codes of the frames of the latest call, found by the frames' bytes.
+
+    An environment wrapper scores, at every step, windows that share all but their newest frame with
+    the windows of the step before (and whole-episode batches share ``history`` frames with the batch
+    before): those frames are not encoded again. Only the latest call's frames are kept, so memory
+    stays at one batch of frames, and everything is forgotten when a codec weight changes (moved,
+    loaded or trained). A frame's codes do not depend on the frames encoded beside it (up to the float
+    rounding by which the encoder's kernels differ between batch sizes, as everywhere in the rewards).
+    """
+
+    def __init__(self) -> None:
+        self._codes: dict[bytes, torch.Tensor] = {}
+        self._weights: tuple = ()
+
+    def codes(self, codec: VQGAN, frames: np.ndarray) -> torch.Tensor:
+        """Codes ``(N, g, g)`` of distinct uint8 frames ``(N, H, W, 3)``; see the class docstring."""
+        weights = tuple((t.data_ptr(), t._version) for t in itertools.chain(codec.parameters(), codec.buffers()))
+        if weights != self._weights:
+            self._codes, self._weights = {}, weights
+        keys = [np.ascontiguousarray(frame).tobytes() for frame in frames]
+        new = [i for i, key in enumerate(keys) if key not in self._codes]
+        fresh = iter(codec.encode_frames(frames[new]) if new else ())
+        codes = [self._codes[key] if key in self._codes else next(fresh) for key in keys]
+        self._codes = dict(zip(keys, codes))
+        g = codec.config.token_grid
+        return torch.stack(codes) if codes else torch.zeros((0, g, g), dtype=torch.int64)
 
 
 def distinct_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

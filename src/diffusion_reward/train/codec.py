@@ -85,19 +85,10 @@ class CodecTrainConfig:
     grid_frames: int = option(8, "held-out frames shown in reconstructions.png")
 
 
-# Training defaults per preset: (codec losses/optimisers, trainer settings). bf16 autocast is on
-# auto: measured 2-2.5x faster than float32 for these networks on CPUs with bf16 matrix units,
-# and it is used only where bf16 products beat float32 (see benchmarks/codec_throughput.py).
-# `small` is sized for about 6 minutes on two idle CPU cores without bf16 units: it is purely
-# convolutional and trains on 32x32 crops in small batches, since at a fixed compute budget the
-# number of updates mattered most (measured on the 7-task MetaWorld set in 4 minutes: whole
-# frames in batches of 16, 21.7 dB held-out; crops in batches of 16, 24.3 dB; crops in batches
-# of 8, 26.2 dB); the adversarial term (35-100% more compute per step) is left out. Crops alone
-# leave a mismatch: GroupNorm normalises over the feature map, so a crop-trained codec sees other
-# statistics on whole frames (held-out PSNR 26.2 dB on frames, 30.5 dB on 32x32 tiles of the same
-# frames); the last 10% of the steps on whole frames close it (29.7 dB after 100 of them). An added
-# squared-error term (l2_weight 4) gave +0.6 dB PSNR over L1 alone. `paper` follows the reference
-# recipe.
+# Training defaults per preset: (codec losses/optimisers, trainer settings). `small` trains in minutes on two
+# CPU cores: 32x32 crops in small batches, whole frames for the last 10% of the steps, L1 + L2, no adversarial
+# term; bf16 only where it beats float32. Why: docs/experiments/preset-choices.md. `paper` follows the
+# reference recipe.
 TRAIN_PRESETS: dict[str, tuple[CodecTrainConfig, TrainerConfig]] = {
     "tiny": (CodecTrainConfig(lr=2e-3, cosine_decay=True, disc_start=150, disc_channels=16, eval_frames=256),
              TrainerConfig(steps=200, batch_size=16, log_every=10, checkpoint_every=100,

@@ -76,14 +76,9 @@ class VideoTrainConfig:
     }
 
 
-# Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small
-# presets train in fp32 on two CPU cores (VideoGPT about 20 minutes, VQ-Diffusion about 15: its
-# 1100 steps of earlier versions left it far from converged - held-out bound 2.12 bits/token at
-# 1100 steps, 0.96 at 3300 - and the entropy reward's mean expert-vs-random AUROC over the 7
-# MetaWorld tasks went 0.74 -> 0.82 with the longer run, same data and codec). At these widths
-# bf16 autocast costs more in casts than it saves in matrix products even on a CPU with bf16
-# matrix units, and CPUs without them emulate bf16 100x slower (see
-# benchmarks/video_model_throughput.py). `paper` leaves bf16 on auto: on where it is fast (GPUs).
+# Per model kind and preset: (optimiser/data/eval settings, trainer settings). The small presets train in
+# float32 on two CPU cores in 15-20 minutes; why these lengths and precisions: docs/experiments/preset-choices.md.
+# `paper` leaves bf16 on auto: on where it is fast (GPUs).
 TRAIN_PRESETS: dict[str, dict[str, tuple[VideoTrainConfig, TrainerConfig]]] = {
     "vqdiffusion": {
         "tiny": (VideoTrainConfig(lr=1e-3, warmup_steps=10, eval_windows=32, periodic_eval_windows=16,

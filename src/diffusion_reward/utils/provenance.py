@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -56,25 +55,30 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def machine_slug() -> str:
-    """A short file-name-safe name of this machine's kind, ``<cpu family>-<widest vector ISA>-<N>cores``
-    (``epyc-avx2-2cores``): what benchmark result files are named after (``<bench>_<slug>.jsonl``)."""
+def machine_tag() -> str:
+    """A short name for this machine in result file names (``benchmarks/results/<bench>_<tag>.jsonl``):
+    the CPU family, its widest matrix instructions and the cores this process may use, e.g.
+    ``epyc-avx2-2cores`` or ``xeon-amx-16cores``, then the GPU's name when there is one."""
+    import re
+
+    import torch
+
     from diffusion_reward.utils.device import available_cpus
 
-    words = re.sub(r"\((r|tm)\)", " ", cpu_model().lower()).split()
-    family = next((w for w in words if w.isalpha() and w not in ("amd", "intel", "genuine", "processor", "cpu")),
+    cpu = cpu_model().lower()
+    family = next((name for name in ("epyc", "xeon", "ryzen", "core", "apple", "graviton") if name in cpu),
                   platform.machine().lower() or "cpu")
-    flags: set[str] = set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+        flags = next((set(line.split(":", 1)[1].split()) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), set())
     except OSError:
-        pass
-    isa = next((name for flag, name in (("amx_bf16", "amx"), ("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"),
-                                        ("avx2", "avx2")) if flag in flags), platform.machine().lower() or "cpu")
-    return f"{family}-{isa}-{available_cpus()}cores"
+        flags = set()
+    isa = next((tag for flag, tag in (("amx_bf16", "amx"), ("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"),
+                                      ("avx2", "avx2")) if flag in flags), platform.machine().lower() or "cpu")
+    tag = f"{family}-{isa}-{available_cpus()}cores"
+    if torch.cuda.is_available():
+        tag += "-" + re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
+    return tag
 
 
 def file_digest(path: str | os.PathLike) -> str:

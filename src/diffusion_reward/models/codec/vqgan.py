@@ -72,10 +72,7 @@ class CodecConfig:
 PRESETS: dict[str, CodecConfig] = {
     "tiny": CodecConfig(channels=(16, 16, 32, 32), num_res_blocks=1, attn_resolutions=(), mid_attention=False,
                         norm_groups=8, codebook_size=128, codebook_dim=16, lookup_dim=8, revive_after=20),
-    # 128 codes, not the paper's 1024: the same reconstruction at this size (held-out PSNR 28.60 against
-    # 28.58 dB), and the entropy reward on its tokens separates expert from random better (mean AUROC
-    # 0.93 against 0.85 with 1024 and 0.92 with 256 codes over the 7 MetaWorld tasks, 490 held-out
-    # episodes; README, "Measured results")
+    # convolutional, 128 codes (the paper's has 1024): docs/experiments/preset-choices.md, codebook-size.md
     "small": CodecConfig(channels=(32, 32, 64, 128), num_res_blocks=1, attn_resolutions=(), mid_attention=False,
                          norm_groups=16, codebook_size=128, codebook_dim=64, lookup_dim=16, revive_after=25),
     "paper": CodecConfig(),

@@ -92,19 +92,8 @@ class VQDiffusionConfig:
 
 PRESETS: dict[str, VQDiffusionConfig] = {
     "tiny": VQDiffusionConfig(width=32, depth=2, heads=2, cond_width=32, cond_depth=1, cond_heads=2),
-    # separable conv MLP: 3x faster to train and ~2x faster to sample than full 3x3 convolutions;
-    # 2 heads of width 64 rather than 8 of 16: a slightly better held-out bound (2.23 vs 2.29
-    # bits/token, same data and steps) and a 1.3-1.4x faster reward on a CPU (fewer, larger matmuls).
-    # 2 blocks (1.16M parameters with 1024 codes, 0.81M with the small codec's 128), not the 6 of
-    # earlier versions (2.23M): on the 7 MetaWorld tasks, 1024 codes, 3300 steps each, the same
-    # entropy-reward quality (mean expert-vs-random AUROC 0.84 vs 0.83,
-    # Spearman(clear) 0.55 vs 0.53), half the training time and a 2.1x faster reward (131 vs 62
-    # frames/s on 2 cores); 6600 steps at depth 2 gave 0.85 / 0.56, no better.
-    # Sticky codes: a cell whose pixels did not change keeps the previous frame's code. On the 7
-    # MetaWorld tasks (128-code codecs, 3300 steps, 490 held-out episodes) they halved the held-out
-    # bound (0.375 -> 0.173 bits/token) and lifted the entropy reward's AUROC vs random on every model
-    # measured (mean 0.95 -> 1.00, 0.96 -> 0.98, 0.94 -> 0.98, 0.91 -> 0.96; reach 0.82 -> 0.99,
-    # 0.84 -> 0.94), most on a codec whose codes flickered (README, "Codes that flicker").
+    # 2 blocks, 2 heads of width 64, a separable convolutional MLP, sticky codes: what made it train and score
+    # fast on a CPU at no loss of reward quality (docs/experiments/preset-choices.md)
     "small": VQDiffusionConfig(width=128, depth=2, heads=2, mlp_conv="separable", cond_width=128, cond_depth=1,
                                cond_heads=2, sticky_codes=True),
     "paper": VQDiffusionConfig(),
