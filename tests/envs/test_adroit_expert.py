@@ -7,7 +7,11 @@ import pytest
 
 from diffusion_reward.data.policies import make_policy
 from diffusion_reward.envs import expert_policy, make_env
-from diffusion_reward.envs.adroit_expert import OBJECTIVES, AdroitPlanner, PlannerSettings
+from diffusion_reward.envs.adroit_expert import (
+    OBJECTIVES,
+    AdroitPlanner,
+    PlannerSettings,
+)
 from diffusion_reward.errors import UserError
 
 TINY = PlannerSettings(samples=8, horizon=5, replan_every=1)
