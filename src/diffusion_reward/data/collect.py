@@ -69,8 +69,10 @@ class CollectConfig:
     task: tuple[str, ...] = option((), "tasks to collect (MetaWorld 3.x names such as reach-v3, or door/hammer/pen)")
     suite: tuple[str, ...] = option((), "named task suites to collect: metaworld-paper (the paper's 7 training "
                                         "tasks), metaworld-unseen (its 8 unseen tasks), adroit")
-    policy: tuple[str, ...] = option(("expert",), "policies: expert, random, noisy:<std> (expert plus Gaussian "
-                                                  "action noise of that std, clipped to [-1, 1]); several allowed")
+    policy: tuple[str, ...] = option(("expert",), "policies: expert (MetaWorld's scripted one; for Adroit a "
+                                                  "planner on the simulator, ~30-40 s of one core per episode), "
+                                                  "random, noisy:<std> (expert plus Gaussian action noise of that "
+                                                  "std, clipped to [-1, 1]); several allowed")
     episodes: int = option(20, "train episodes per task and policy (with --test-fraction: the total, train and "
                                "test together)")
     test_episodes: int = option(0, "test episodes per task and policy (held out; seeds distinct from train)")

@@ -74,9 +74,11 @@ class PlannerSettings:
 
 # Chosen on tuning seeds 0-5 (benchmarks/results/adroit_expert_tuning_epyc-avx2-2cores.jsonl): a
 # horizon of ~0.25 s (door, hammer) and ~0.5 s for pen, which must see a drop coming; replanning
-# every other agent step halves the cost at no visible loss (the plan transfers exactly); pen keeps
-# the best sample (temperature 0.01) with smoother noise. Door's 48 samples solved the tuning seed
-# its 32 missed. CPU seconds per episode on one EPYC core: door ~34, hammer ~35, pen ~29.
+# every other agent step halves the cost (the plan transfers exactly); pen keeps the best sample
+# (temperature 0.01) with smoother noise. Door's 48 samples solved the tuning seed its 32 missed.
+# Held-out seeds 1000-1009 (benchmarks/results/adroit_expert_epyc-avx2-2cores.jsonl): success door
+# 9/10, hammer 6/10, pen 7/10; CPU seconds per episode on one EPYC core (mean / max): door 32 / 46,
+# hammer 39 / 45, pen 29 / 31.
 PLANNER_DEFAULTS: dict[str, PlannerSettings] = {
     "door": PlannerSettings(samples=48, horizon=12, replan_every=2),
     "hammer": PlannerSettings(samples=48, horizon=15, replan_every=2),
