@@ -18,7 +18,7 @@ from diffusion_reward.utils.cpu_load import busy_cores
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "check this machine: versions, rendering backend and speed, torch device, bf16"),
-    "collect": ("collect", "collect episodes (scripted experts, random, noisy) from simulated tasks"),
+    "collect": ("collect", "collect episodes (experts, random, noisy) from simulated tasks"),
     "import-videos": ("import_videos", "turn a folder of video files or PNG sequences into a dataset"),
     "import-demos": ("import_demos", "turn Adroit demonstrations (D4RL/Minari HDF5) into a rendered dataset"),
     "import-lerobot": ("import_lerobot", "turn one camera of a local LeRobot dataset (v2.1/v3.0) into a dataset"),

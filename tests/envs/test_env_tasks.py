@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from diffusion_reward.config import from_dict, to_dict
-from diffusion_reward.envs import SUITES, RenderSettings, all_tasks, expert_policy, resolve_suite, resolve_task
+from diffusion_reward.envs import SUITES, RenderSettings, all_tasks, resolve_suite, resolve_task
 from diffusion_reward.errors import UserError
 
 
@@ -61,11 +61,6 @@ def test_suites_are_the_papers():
             assert [resolve_task(t).name for t in tasks] == list(tasks)
     with pytest.raises(UserError, match="metaworld-paper"):
         resolve_suite("metaworld")
-
-
-def test_expert_policy_is_refused_for_adroit():
-    with pytest.raises(UserError, match="no scripted expert"):
-        expert_policy("door")
 
 
 def test_render_settings_round_trip_and_validation():

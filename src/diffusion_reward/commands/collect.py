@@ -1,4 +1,4 @@
-"""``diffusion-reward collect``: episodes from simulated tasks (scripted experts, random, noisy), on every core."""
+"""``diffusion-reward collect``: episodes from simulated tasks (experts, random, noisy), on every core."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
-"""Collect episodes from simulated tasks with scripted, random and noisy policies, on every core.
+"""Collect episodes from simulated tasks with expert, random and noisy policies, on every core.
 
     from diffusion_reward.data.collect import CollectConfig, collect
     report = collect(CollectConfig(task=("reach-v3",), episodes=20, test_episodes=5), "data/reach")
 
 What is collected. For every task and every policy, ``episodes`` train episodes and
 ``test_episodes`` test episodes (or, with ``test_fraction``, ``episodes`` in all of which that
-fraction is test). An episode runs the full horizon (100 agent steps for MetaWorld; ``max_steps``
-shortens it), or stops ``stop_on_success`` steps after the first success when that is given. It
+fraction is test). The expert is MetaWorld's scripted one, or Adroit's planner
+(:mod:`diffusion_reward.envs.adroit_expert`, up to a minute of one core per episode). An episode
+runs the full horizon (100 agent steps for MetaWorld; ``max_steps`` shortens it), or stops ``stop_on_success`` steps after the first success when that is given. It
 stores T = steps + 1 frames (the reset frame included), actions, sparse and dense rewards,
 per-step success and the native low-dim states.
 
@@ -71,8 +72,10 @@ class CollectConfig:
     task: tuple[str, ...] = option((), "tasks to collect (MetaWorld 3.x names such as reach-v3, or door/hammer/pen)")
     suite: tuple[str, ...] = option((), "named task suites to collect: metaworld-paper (the paper's 7 training "
                                         "tasks), metaworld-unseen (its 8 unseen tasks), adroit")
-    policy: tuple[str, ...] = option(("expert",), "policies: expert, random, noisy:<std> (expert plus Gaussian "
-                                                  "action noise of that std, clipped to [-1, 1]); several allowed")
+    policy: tuple[str, ...] = option(("expert",), "policies: expert (MetaWorld's scripted one; for Adroit a "
+                                                  "planner on the simulator, ~30-40 s of one core per episode), "
+                                                  "random, noisy:<std> (expert plus Gaussian action noise of that "
+                                                  "std, clipped to [-1, 1]); several allowed")
     episodes: int = option(20, "train episodes per task and policy (with --test-fraction: the total, train and "
                                "test together)")
     test_episodes: int = option(0, "test episodes per task and policy (held out; seeds distinct from train)")
@@ -184,17 +187,10 @@ class Job:
 
 def plan(config: CollectConfig, root: str | os.PathLike, done: Iterable[str] = ()) -> list[Job]:
     """The episodes to collect, skipping files in ``done``; ordered task by task (workers keep their envs)."""
-    from diffusion_reward.envs import resolve_task
-
     config.validate()
     done = set(done)
     counts = config.split_counts()
     tasks, policies = config.tasks(), config.policies()
-    for task in tasks:
-        if any(p.needs_expert for p in policies) and not resolve_task(task).has_expert:
-            raise UserError(f"task {task!r} has no scripted expert, so policies "
-                            f"{[p.name for p in policies if p.needs_expert]} cannot run on it; use --policy random, "
-                            "or import demonstrations with `diffusion-reward import-demos`")
     from diffusion_reward.envs.rendering import default_render_settings
 
     render = default_render_settings()
@@ -288,7 +284,7 @@ def run_job(job: Job) -> dict[str, Any]:
     env = _get_env(job)
     spec = parse_policy(job.policy)
     expert = None
-    if spec.needs_expert:
+    if spec.needs_expert and not env.task_spec.expert_plans:  # a planner (Adroit) is built per episode
         if job.task not in _EXPERT_CACHE:
             from diffusion_reward.envs import expert_policy
 
@@ -297,7 +293,7 @@ def run_job(job: Job) -> dict[str, Any]:
     attempts = successes = frames = 0
     kept: tuple[Episode, int, int] | None = None
     for attempt, seed in enumerate(job.seeds):
-        policy = make_policy(spec, job.task, env.action_space, seed=seed, expert=expert)
+        policy = make_policy(spec, job.task, env.action_space, seed=seed, expert=expert, env=env)
         episode = rollout(env, policy, seed, job.stop_on_success)
         attempts += 1
         frames += len(episode)

@@ -1,15 +1,16 @@
-"""The policies that collect episodes: the scripted expert, a uniformly random one, and noisy experts.
+"""The policies that collect episodes: the expert, a uniformly random one, and noisy experts.
 
 Policy names (as given to ``diffusion-reward collect --policy`` and stored in the manifest):
 
-* ``expert``        the task's scripted MetaWorld expert (:func:`diffusion_reward.envs.expert_policy`)
+* ``expert``        the task's expert (:func:`diffusion_reward.envs.expert_policy`): MetaWorld's
+                    scripted one, or for Adroit a planner on the environment's simulator
 * ``random``        actions drawn uniformly from the action space
 * ``noisy:<std>``   the expert's action plus Gaussian noise of standard deviation ``std``,
-                    clipped to the action bounds ([-1, 1] in MetaWorld); ``noisy:0`` is the expert
+                    clipped to the action bounds ([-1, 1]); ``noisy:0`` is the expert
 
 A policy is a callable ``policy(state) -> action`` taking the environment's low-dimensional
-state (``info["state"]``). Random draws come from a generator seeded per episode, so an episode is
-reproducible from (task, policy, seed) alone.
+state (``info["state"]``). Random draws (and the Adroit planner's sampling) come from generators
+seeded per episode, so an episode is reproducible from (task, policy, seed) alone.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class RandomPolicy:
 
 
 class ExpertPolicy:
-    """The scripted expert, its actions clipped to the action bounds, optionally with Gaussian noise."""
+    """The expert, its actions clipped to the action bounds, optionally with Gaussian noise."""
 
     def __init__(self, expert: Policy, action_space: Any, std: float = 0.0, seed: int | None = None):
         self.expert = expert
@@ -96,12 +97,13 @@ class ExpertPolicy:
 
 
 def make_policy(name: str | PolicySpec, task: str, action_space: Any, seed: int | None = None,
-                expert: Policy | None = None) -> Policy:
-    """Build the policy ``name`` for ``task``.
+                expert: Policy | None = None, env: Any = None) -> Policy:
+    """Build the policy ``name`` for ``task`` (one episode's worth).
 
     ``expert`` may pass an already built scripted expert (to reuse it across episodes); otherwise
-    it is looked up with :func:`diffusion_reward.envs.expert_policy`, which raises a
-    :class:`UserError` for tasks that have none. ``seed`` seeds the policy's own randomness.
+    it is built with :func:`diffusion_reward.envs.expert_policy`, which needs ``env`` (the task's
+    :class:`~diffusion_reward.envs.TaskEnv`) for Adroit's planner and raises a :class:`UserError`
+    for tasks that have none. ``seed`` seeds the policy's own randomness.
     """
     spec = parse_policy(name) if isinstance(name, str) else name
     if spec.kind == "random":
@@ -109,5 +111,5 @@ def make_policy(name: str | PolicySpec, task: str, action_space: Any, seed: int 
     if expert is None:
         from diffusion_reward.envs import expert_policy
 
-        expert = expert_policy(task)
+        expert = expert_policy(task, env=env, seed=seed)
     return ExpertPolicy(expert, action_space, std=spec.std if spec.kind == "noisy" else 0.0, seed=seed)

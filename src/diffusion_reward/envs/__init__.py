@@ -5,6 +5,7 @@
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     expert = expert_policy("reach-v3")                      # state -> action
     action = expert(info["state"])
+    expert = expert_policy("door", env=env, seed=0)         # Adroit: plans on env's simulator
 
 See ``task_env.py`` for the observation, reward, time-limit and seeding conventions,
 ``tasks.py`` for task names and suites, and ``rendering.py`` for the rendering backend and the
@@ -73,15 +74,24 @@ def make_env(task: str, *, image_size: int = 64, camera: str | None = None, acti
         raise
 
 
-def expert_policy(task: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The scripted expert of a MetaWorld task: ``state -> action`` (feed it ``info["state"]``).
+def expert_policy(task: str, env: TaskEnv | None = None,
+                  seed: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The expert of ``task``: ``state -> action`` (feed it ``info["state"]``).
 
-    Raises :class:`UserError` for tasks without one (Adroit: use demonstrations instead).
+    MetaWorld: the task's scripted expert (``env`` and ``seed`` are not needed). Adroit: a planner
+    for one episode (:class:`~diffusion_reward.envs.adroit_expert.AdroitPlanner`) that plans on
+    ``env``'s simulator, the :class:`TaskEnv` of ``task`` the actions go to, with sampling noise
+    seeded by ``seed``; build one per episode. Raises :class:`UserError` for an Adroit task without
+    its ``env``.
     """
     spec = resolve_task(task)
-    if not spec.has_expert:
-        raise UserError(f"task {spec.name!r} ({spec.domain}) has no scripted expert; only MetaWorld tasks do "
-                        "(for Adroit, import demonstrations with `diffusion-reward import-demos`)")
+    if spec.expert_plans:
+        if env is None or env.task_spec.name != spec.name:
+            raise UserError(f"the expert of {spec.name!r} plans on the simulator: pass the task's environment, "
+                            f"expert_policy({spec.name!r}, env=make_env({spec.name!r}), seed=...)")
+        from diffusion_reward.envs.adroit_expert import AdroitPlanner
+
+        return AdroitPlanner(env, seed=seed)
     from diffusion_reward.envs.metaworld import expert_for
 
     return expert_for(spec.name)

@@ -51,9 +51,10 @@ class TaskSpec:
     max_episode_steps: int  # in agent steps
 
     @property
-    def has_expert(self) -> bool:
-        """Whether a scripted expert policy exists (MetaWorld's); Adroit has none."""
-        return self.domain == "metaworld"
+    def expert_plans(self) -> bool:
+        """Whether the task's expert plans on the environment's simulator (Adroit's; MetaWorld's are
+        scripted), so is built per episode with the environment."""
+        return self.domain == "adroit"
 
 
 @functools.lru_cache(maxsize=1)
