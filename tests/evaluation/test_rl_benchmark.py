@@ -114,7 +114,7 @@ def test_verdict_calls_a_difference_only_when_the_seeds_do_not_overlap():
     base = {"sparse": _row("sparse", [0.0, 0.9, 0.6]), "rnd": _row("rnd", [0.0, 0.2, 0.1])}
     assert verdict({**base, "diffusion": _row("diffusion", [1.0, 0.9, 1.0])}, "diffusion") == "ahead of sparse (+0.47)"
     assert verdict({**base, "diffusion": _row("diffusion", [1.0, 1.0, 0.0])}, "diffusion") == \
-        "level with sparse (+0.17, within the seeds' spread)"
+        "level with sparse (+0.17)"
     strong = {"viper": _row("viper", [0.8, 0.9, 1.0])}
     assert verdict({**strong, "diffusion": _row("diffusion", [0.1, 0.0, 0.8])}, "diffusion") == "behind viper (-0.60)"
     zeros = {name: _row(name, [0.0, 0.0, 0.0]) for name in ("diffusion", "sparse")}

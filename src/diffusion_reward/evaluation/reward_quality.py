@@ -269,11 +269,22 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
+def ranked_models(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The models of a result, best mean AUROC against the random policy first (seen tasks when there are
+    unseen ones too); the order does not depend on how the JSON stored them."""
+    def score(item: tuple[str, Any]) -> tuple[float, str]:
+        value = item[1].get("mean_seen", item[1]["mean"]).get("auroc_random", math.nan)
+        return (-value if math.isfinite(value) else math.inf, item[0])
+
+    return dict(sorted(result["models"].items(), key=score))
+
+
 def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) -> str:
-    """The README's reward-quality block: the mean of each model over the tasks (seen tasks only when the
-    data also has unseen ones), then AUROC against the random policy per task and model."""
+    """The README's reward-quality block, models best first (:func:`ranked_models`): the mean of each model over
+    the tasks (seen tasks only when the data also has unseen ones), then AUROC against the random policy per
+    task and model."""
     fmt = lambda v: "-" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
-    models = result["models"]
+    models = ranked_models(result)
     seen = list(result.get("seen_tasks") or [])
     tasks = sorted({t for m in models.values() for t in m["tasks"]})
     unseen = [t for t in tasks if seen and t not in seen]
@@ -281,10 +292,9 @@ def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) ->
     counts = ", ".join(f"{n} {p}" for p, n in episodes.items()) if episodes else ""
     lines = [f"Held-out episodes of {len(tasks) - len(unseen)} training tasks"
              + (f" ({counts} per task)" if counts else "")
-             + "; AUROC: how often an expert episode's mean reward is above another policy's (0.5: chance); "
-               "Spearman: rank correlation of an episode's mean reward with the policy's quality (expert, "
-               "then more action noise, then random); VOC: rank correlation of reward and time inside expert "
-               "episodes." + (f" Every column and task: [full table]({full_table})." if full_table else ""),
+             + ". AUROC: how often an expert episode's mean reward beats the other policy's (0.5: chance); "
+               "Spearman: episode mean reward against policy quality; VOC: reward against time inside expert "
+               "episodes." + (f" [Every column and task]({full_table})." if full_table else ""),
              "", "| reward | AUROC vs random | AUROC vs noisy | Spearman(quality) | VOC |", "|---|---|---|---|---|"]
     for name, model in models.items():
         mean = model.get("mean_seen", model["mean"])

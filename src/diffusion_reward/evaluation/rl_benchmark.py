@@ -248,7 +248,7 @@ def verdict(cells: dict[str, dict[str, Any]], ours: str) -> str:
         return f"ahead of {best['reward']} (+{diff:.2f})"
     if diff < 0 and mine["success_max"] <= best["success_min"]:
         return f"behind {best['reward']} ({diff:.2f})"
-    return f"level with {best['reward']} ({diff:+.2f}, within the seeds' spread)"
+    return f"level with {best['reward']} ({diff:+.2f})"
 
 
 def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, ours: str,
@@ -260,7 +260,8 @@ def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget:
     lines = [f"Success rate at {_fmt_frames(budget)} frames, mean [min, max] over the seeds (a missing cell is not "
              f"finished yet); frames to success >= {SOLVED}, area under the curve and the simulator's dense reward "
              f"per task in the [full report]({full_report}). Verdict: {ours} against the best other reward, *ahead* "
-             f"or *behind* only when every seed of one ends at least as high as every seed of the other.", "",
+             f"or *behind* only when every seed of one ends at least as high as every seed of the other, else "
+             f"*level* (a difference within the seeds' spread).", "",
              "| task | " + " | ".join(f"**{r}**" if r == ours else r for r in rewards) + " | verdict |",
              "|---|" + "---|" * (len(rewards) + 1)]
     for task in all_tasks:
