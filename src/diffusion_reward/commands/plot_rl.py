@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         report = benchmark_report(args.runs, args.out, ours=args.ours, budget=args.budget, reps=args.bootstrap_reps,
                                   readme=args.readme, figures_link=args.figures_link, title=args.title)
         print(report["markdown"])
-        print(f"{report['records']} records; wrote {', '.join(BENCH_OUTPUTS)} to {args.out}"
+        written = [name for name in BENCH_OUTPUTS if (Path(args.out) / name).exists()]
+        print(f"{report['records']} records; wrote {', '.join(written)} to {args.out}"
               + (f" and the RL block of {args.readme}" if args.readme else ""))
         return 0
     result = compare_runs(args.runs, args.out, metric=args.metric, title=args.title)

@@ -364,6 +364,8 @@ def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     if agg.get("tasks"):
         with atomic_path(out / OUTPUTS[1]) as tmp:
             _plot_aggregate(agg, Path(tmp))
+    elif (out / OUTPUTS[1]).exists():
+        (out / OUTPUTS[1]).unlink()  # no aggregate now: a figure from earlier records would be stale
     atomic_write_text(out / OUTPUTS[2], text)
     atomic_write_json(out / OUTPUTS[3], {"grid": curves[0].grid, "budget": budget, "ours": ours, "tasks": rows,
                                          "aggregate": agg, "records": sorted(str(c.path) for c in curves)})
