@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine for diffusion-reward: system libraries for headless
-# MuJoCo rendering, a virtual environment in .venv, and the package with its test extras.
+# MuJoCo rendering, a virtual environment in .venv, and the package with its test and SB3 extras.
 # A second run checks, finds everything in place, and changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +35,6 @@ echo "setup: installing diffusion-reward and its dependencies into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build of PyTorch first, so that the package's torch requirement is already met.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,sb3]"
 echo "$want" > "$stamp"
 echo "setup: done"
