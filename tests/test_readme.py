@@ -82,16 +82,20 @@ def test_readme_rl_table_is_what_the_committed_records_give() -> None:
 
 
 def test_readme_reward_quality_tables_are_what_the_committed_record_gives() -> None:
-    """The README's reward-quality block is `evaluate-reward --from-results RECORD --out docs/images/reward-quality
-    --readme README.md` for the committed record."""
-    from diffusion_reward.evaluation.reward_quality import README_BLOCK, read_results, readme_markdown
+    """The README's reward-quality block is `evaluate-reward --from-results RECORD [UNSEEN] --out
+    docs/images/reward-quality --readme README.md` for the committed records (the training tasks', and the unseen
+    tasks' when it is committed)."""
+    from diffusion_reward.evaluation.reward_quality import README_BLOCK, merge_results, read_results, readme_markdown
 
-    record = ROOT / "benchmarks" / "results" / "reward_quality" / "metaworld-small.json"
+    folder = ROOT / "benchmarks" / "results" / "reward_quality"
+    record, unseen = folder / "metaworld-small.json", folder / "metaworld-small-unseen.json"
     block = README_BLOCK.read(ROOT / "README.md")
     if not record.exists():
         assert block == "", "the README shows reward-quality results but no record is committed"
         return
-    expected = readme_markdown(read_results(record), full_table="docs/images/reward-quality/reward_quality.md")
+    paths = [record, unseen] if unseen.exists() else [record]
+    result = merge_results([read_results(p) for p in paths], [str(p) for p in paths])
+    expected = readme_markdown(result, full_table="docs/images/reward-quality/reward_quality.md")
     assert block == expected.strip()
 
 

@@ -153,3 +153,44 @@ def test_command_writes_a_traceable_record_and_the_readme_block_which_the_record
     (tmp_path / "bad.json").write_text("{}")
     assert cli.main(["evaluate-reward", "--from-results", str(tmp_path / "bad.json")]) == 2
     assert "not a reward-quality result" in capsys.readouterr().err
+
+
+def test_records_of_the_training_and_the_unseen_tasks_merge_into_one_table(tmp_path, capsys):
+    """Training and unseen tasks scored in two runs give the table one run over both would give."""
+    from diffusion_reward import cli
+    from diffusion_reward.evaluation.reward_quality import README_BLOCK, evaluate_reward_models
+    from diffusion_reward.rewards.motion import MotionReward
+    from diffusion_reward.utils.checkpoint import read_json
+
+    both = _write(tmp_path / "both", tasks=("seen-v3", "new-v3"))
+    learned = MotionReward()
+    learned.fit_stats(both.select(task="seen-v3", policy="expert"))
+    learned.save_pretrained(tmp_path / "learned")
+    for part in ("seen", "new"):
+        assert cli.main(["evaluate-reward", "--model", f"learned={tmp_path / 'learned'}", "--data",
+                         str(tmp_path / "both"), "--task", f"{part}-v3", "--out", str(tmp_path / f"out-{part}"),
+                         "--results", str(tmp_path / f"{part}.json")]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_BLOCK.begin}\n{README_BLOCK.end}\n")
+    records = [str(tmp_path / "seen.json"), str(tmp_path / "new.json")]
+    assert cli.main(["evaluate-reward", "--from-results", *records, "--out", str(tmp_path / "out"),
+                     "--readme", str(readme), "--results", str(tmp_path / "merged.json")]) == 0
+    merged = read_json(tmp_path / "merged.json")
+    whole = evaluate_reward_models({"learned": MotionReward.from_pretrained(tmp_path / "learned"),
+                                    "motion": MotionReward()}, both)
+    assert merged["seen_tasks"] == ["seen-v3"] and merged["run"]["merged_from"] == records
+    for name in ("learned", "motion"):
+        for key in ("mean", "mean_seen", "mean_unseen"):
+            assert merged["models"][name][key] == pytest.approx(whole["models"][name][key], nan_ok=True)
+    block = README_BLOCK.read(readme)
+    assert "1 training tasks and 1 tasks no model was trained on" in block and "| new-v3 (unseen) |" in block
+    unseen = merged["models"]["learned"]["mean_unseen"]["auroc_random"]
+    assert f"| learned | {merged['models']['learned']['mean_seen']['auroc_random']:.2f} |" in block
+    assert f"| {unseen:.2f} |" in block.split("| learned |")[1].splitlines()[0]
+
+    assert cli.main(["evaluate-reward", "--from-results", records[0], records[0]]) == 2
+    assert "task seen-v3 is also in" in capsys.readouterr().err
+    assert cli.main(["evaluate-reward", "--model", f"other={tmp_path / 'learned'}", "--data", str(tmp_path / "both"),
+                     "--task", "new-v3", "--out", str(tmp_path / "out-other"), "--results", str(tmp_path / "other.json")]) == 0
+    assert cli.main(["evaluate-reward", "--from-results", records[0], str(tmp_path / "other.json")]) == 2
+    assert "merge records of the same reward models" in capsys.readouterr().err

@@ -29,9 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "benchmarks/results/ to commit it")
     p.add_argument("--readme", default=None, metavar="README.md",
                    help="replace the reward-quality block of this Markdown file with the summary tables")
-    p.add_argument("--from-results", default=None, metavar="FILE.json",
-                   help="score nothing: read a result record written before (--results) and only write the "
-                        "tables (--out) and the --readme block from it")
+    p.add_argument("--from-results", nargs="+", default=None, metavar="FILE.json",
+                   help="score nothing: read result records written before (--results) and only write the "
+                        "tables (--out), the --readme block and, with --results, the record from them; several "
+                        "records of the same models on different tasks (say training and unseen tasks, scored "
+                        "apart) are merged into one")
     p.add_argument("--full-table-link", default=None, metavar="PATH",
                    help="where the README block links the full per-task table (default: the --out folder's "
                         "reward_quality.md)")
@@ -41,18 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "--data data/mw \\\n      --out docs/images/reward-quality --results "
                 "benchmarks/results/reward_quality/metaworld-small.json --readme README.md\n"
                 "  diffusion-reward evaluate-reward --from-results benchmarks/results/reward_quality/metaworld-small.json "
-                "\\\n      --out docs/images/reward-quality --readme README.md")
+                "\\\n      benchmarks/results/reward_quality/metaworld-small-unseen.json --out docs/images/reward-quality "
+                "--readme README.md")
 
 
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.errors import UserError
-    from diffusion_reward.evaluation.reward_quality import README_BLOCK, markdown_table, read_results, readme_markdown
+    from diffusion_reward.evaluation.reward_quality import (README_BLOCK, markdown_table, merge_results, read_results,
+                                                             readme_markdown)
     from diffusion_reward.utils.checkpoint import atomic_write_json, atomic_write_text
 
     if args.from_results is not None:
         if args.model or args.data:
             raise UserError("--from-results reads a result record instead of scoring; drop --model and --data")
-        record = read_results(args.from_results)
+        record = merge_results([read_results(path) for path in args.from_results], args.from_results)
         table = markdown_table(record)
         atomic_write_text(Path(args.out) / "reward_quality.md", table)
         print(table)

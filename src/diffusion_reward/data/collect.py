@@ -90,8 +90,7 @@ class CollectConfig:
     max_steps: int | None = option(None, "episode horizon in agent steps; None: the task's (100 for MetaWorld)")
     image_size: int = option(64, "side of the square rendered frames, in pixels")
     camera: str | None = option(None, "camera to render from; None: the task's (corner2 for MetaWorld; "
-                                      "corner2-near is corner2 moved closer, corner2-goal is corner2 with "
-                                      "the goal marker drawn 3x larger)")
+                                      "corner2-near is corner2 moved closer)")
     action_repeat: int = option(2, "simulator steps per agent step (the paper's 2); must match RL")
     seed: int = option(0, "base seed; episode seeds derive from it (see the data.collect docs)")
     workers: int | None = option(None, "worker processes; None: one per CPU core; 1 runs in this process")

@@ -158,21 +158,29 @@ def evaluate_reward_models(scorers: Mapping[str, Any], dataset: EpisodeDataset,
         scored, fps = score_dataset(scorer, dataset, progress)
         tasks = sorted({s.task for s in scored})
         per_task = {t: task_metrics([s for s in scored if s.task == t]) for t in tasks}
-        keys = sorted({k for m in per_task.values() for k in m})
-
-        def mean_over(group: Sequence[str]) -> dict[str, float]:
-            return {k: _nanmean([per_task[t].get(k, math.nan) for t in group]) for k in keys}
-
-        result["models"][name] = {"tasks": per_task, "mean": mean_over(tasks), "frames_per_s": fps}
-        seen_here = [t for t in tasks if t in seen]
-        if seen_here and len(seen_here) < len(tasks):
-            result["models"][name]["mean_seen"] = mean_over(seen_here)
-            result["models"][name]["mean_unseen"] = mean_over([t for t in tasks if t not in seen])
+        result["models"][name] = {"tasks": per_task, **task_means(per_task, seen), "frames_per_s": fps}
         curves: dict[str, dict[str, list[list[float]]]] = {}
         for s in scored:
             curves.setdefault(s.task, {}).setdefault(s.policy, []).append(s.rewards.tolist())
         result["curves"][name] = curves
     return result
+
+
+def task_means(per_task: Mapping[str, Mapping[str, float]], seen: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``{"mean": ...}`` over every task of ``per_task``, plus ``"mean_seen"`` and ``"mean_unseen"`` over each group
+    apart when it holds tasks of both (NaN metrics are left out of a mean)."""
+    keys = sorted({k for m in per_task.values() for k in m})
+
+    def mean_over(group: Sequence[str]) -> dict[str, float]:
+        return {k: _nanmean([per_task[t].get(k, math.nan) for t in group]) for k in keys}
+
+    tasks = sorted(per_task)
+    out = {"mean": mean_over(tasks)}
+    seen_here = [t for t in tasks if t in seen]
+    if seen_here and len(seen_here) < len(tasks):
+        out["mean_seen"] = mean_over(seen_here)
+        out["mean_unseen"] = mean_over([t for t in tasks if t not in seen])
+    return out
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -269,6 +277,49 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
+def merge_results(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """One result from records of the same reward models on different tasks (say the training tasks and the
+    unseen ones, scored in two runs): the tasks of every record side by side, the means over all of them again.
+    ``names`` (the records' files) name a record in the one-line errors: when the records' models differ, when a
+    model's fingerprint differs between them (not the same model), or when two records hold the same task."""
+    if len(records) == 1:
+        return dict(records[0])
+    first, first_name = records[0], names[0]
+    models: dict[str, Any] = {name: {"tasks": {}} for name in first["models"]}
+    owner: dict[str, int] = {}
+    fingerprints: dict[str, Any] = {}
+    for index, (record, name) in enumerate(zip(records, names)):
+        if set(record["models"]) != set(models):
+            raise UserError(f"{name}: models {sorted(record['models'])}, but {first_name} has {sorted(models)}; "
+                            "merge records of the same reward models")
+        for model, print_ in (record.get("run", {}).get("fingerprints") or {}).items():
+            if fingerprints.setdefault(model, print_) != print_:
+                raise UserError(f"{name}: model {model!r} is not the one {first_name} scored (its fingerprint "
+                                "differs); score every dataset with the same model directories")
+        for model, entry in record["models"].items():
+            for task, metrics in entry["tasks"].items():
+                if owner.setdefault(task, index) != index:
+                    raise UserError(f"{name}: task {task} is also in {names[owner[task]]}; merge records of "
+                                    "different tasks")
+                models[model]["tasks"][task] = metrics
+    seen = sorted({t for record in records for t in record.get("seen_tasks") or ()})
+    for model, entry in models.items():
+        entry["tasks"] = dict(sorted(entry["tasks"].items()))
+        entry.update(task_means(entry["tasks"], seen))
+        entry["frames_per_s"] = float(np.mean([r["models"][model]["frames_per_s"] for r in records]))  # runs' mean
+    counts: dict[str, list[str]] = {}
+    for record in records:
+        for policy, n in (record.get("run", {}).get("episodes_per_policy") or {}).items():
+            counts.setdefault(policy, []).append(n)
+    per_policy = {}
+    for policy, ns in counts.items():
+        bounds = [int(part) for n in ns for part in str(n).split("-")]
+        per_policy[policy] = str(min(bounds)) if min(bounds) == max(bounds) else f"{min(bounds)}-{max(bounds)}"
+    run = {"merged_from": list(names), "fingerprints": fingerprints, "episodes_per_policy": per_policy,
+           "parts": [dict(record.get("run", {})) for record in records]}
+    return {"models": models, "seen_tasks": seen, "run": run}
+
+
 def ranked_models(result: Mapping[str, Any]) -> dict[str, Any]:
     """The models of a result, best mean AUROC against the random policy first (seen tasks when there are
     unseen ones too); the order does not depend on how the JSON stored them."""
@@ -281,8 +332,8 @@ def ranked_models(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) -> str:
     """The README's reward-quality block, models best first (:func:`ranked_models`): the mean of each model over
-    the tasks (seen tasks only when the data also has unseen ones), then AUROC against the random policy per
-    task and model."""
+    the training (seen) tasks, and its AUROC means over the unseen tasks when the result has some, then AUROC
+    against the random policy per task and model."""
     fmt = lambda v: "-" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
     models = ranked_models(result)
     seen = list(result.get("seen_tasks") or [])
@@ -291,15 +342,22 @@ def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) ->
     episodes = result.get("run", {}).get("episodes_per_policy") or {}
     counts = ", ".join(f"{n} {p}" for p, n in episodes.items()) if episodes else ""
     lines = [f"Held-out episodes of {len(tasks) - len(unseen)} training tasks"
+             + (f" and {len(unseen)} tasks no model was trained on (unseen)" if unseen else "")
              + (f" ({counts} per task)" if counts else "")
              + ". AUROC: how often an expert episode's mean reward beats the other policy's (0.5: chance); "
                "Spearman: episode mean reward against policy quality; VOC: reward against time inside expert "
-               "episodes." + (f" [Every column and task]({full_table})." if full_table else ""),
-             "", "| reward | AUROC vs random | AUROC vs noisy | Spearman(quality) | VOC |", "|---|---|---|---|---|"]
+               "episodes." + (" Means over the training tasks, then over the unseen ones." if unseen else "")
+             + (f" [Every column and task]({full_table})." if full_table else ""), ""]
+    columns = ["AUROC vs random", "AUROC vs noisy", "Spearman(quality)", "VOC"]
+    unseen_columns = ["unseen: AUROC vs random", "AUROC vs noisy"] if unseen else []
+    lines += ["| reward | " + " | ".join(columns + unseen_columns) + " |",
+              "|---|" + "---|" * (len(columns) + len(unseen_columns))]
     for name, model in models.items():
         mean = model.get("mean_seen", model["mean"])
-        lines.append(f"| {name} | " + " | ".join(fmt(_row_value(mean, c)) for c in
-                                                   ("auroc_random", "auroc_noisy", "spearman_quality", "voc")) + " |")
+        cells = [fmt(_row_value(mean, c)) for c in ("auroc_random", "auroc_noisy", "spearman_quality", "voc")]
+        if unseen:
+            cells += [fmt(_row_value(model.get("mean_unseen", {}), c)) for c in ("auroc_random", "auroc_noisy")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "AUROC against the random policy per task:", "",
               "| task | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for task in tasks:
