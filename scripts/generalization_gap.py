@@ -29,7 +29,9 @@ from diffusion_reward.rewards.base import load_reward_model
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="reward model directory (a diffusion or VIPER reward)")
-    parser.add_argument("--train-data", required=True, help="dataset whose train-split experts trained the model")
+    parser.add_argument("--train-data", default=None,
+                        help="dataset whose train-split experts trained the model (leave out for unseen tasks: "
+                             "the training-expert row is then left out)")
     parser.add_argument("--test-data", required=True, help="dataset with test-split expert and random episodes")
     parser.add_argument("--tasks", nargs="+", required=True, help="tasks to measure")
     parser.add_argument("--episodes", type=int, default=8, help="episodes per task and group (default: 8)")
@@ -43,10 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     model = load_reward_model(args.model)
     codec = getattr(model, "codec", None)
-    train_data, test_data = load_dataset(args.train_data), load_dataset(args.test_data)
-    groups = {"train expert": (train_data, "expert", "train"),
-              "held-out expert": (test_data, "expert", "test"),
-              "held-out random": (test_data, "random", "test")}
+    test_data = load_dataset(args.test_data)
+    groups = {"train expert": (load_dataset(args.train_data), "expert", "train")} if args.train_data else {}
+    groups.update({"held-out expert": (test_data, "expert", "test"),
+                   "held-out random": (test_data, "random", "test")})
     print(f"{'task':22s} {'group':16s} {'early':>8s} {'late':>8s} {'tokens changed (late)':>22s}", file=sys.stderr)
     for task in args.tasks:
         for name, (data, policy, split) in groups.items():
