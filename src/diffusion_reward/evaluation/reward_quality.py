@@ -339,6 +339,7 @@ def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) ->
     seen = list(result.get("seen_tasks") or [])
     tasks = sorted({t for m in models.values() for t in m["tasks"]})
     unseen = [t for t in tasks if seen and t not in seen]
+    tasks = [t for t in tasks if t not in unseen] + unseen  # the training tasks first
     episodes = result.get("run", {}).get("episodes_per_policy") or {}
     counts = ", ".join(f"{n} {p}" for p, n in episodes.items()) if episodes else ""
     lines = [f"Held-out episodes of {len(tasks) - len(unseen)} training tasks"
