@@ -24,6 +24,7 @@ import torch
 
 from diffusion_reward.data.episodes import load_dataset
 from diffusion_reward.rewards.base import load_reward_model
+from diffusion_reward.utils.provenance import code_version, directory_fingerprint
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_reward_model(args.model)
+    provenance = {"model": args.model, "fingerprint": directory_fingerprint(args.model), "code": code_version()}
     codec = getattr(model, "codec", None)
     test_data = load_dataset(args.test_data)
     groups = {"train expert": (load_dataset(args.train_data), "expert", "train")} if args.train_data else {}
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
                     changed.append(float((tokens[1:] != tokens[:-1]).sum(1).float().mean()))
             row = {"task": task, "group": name, "episodes": len(episodes), "early_mean": float(np.mean(early)),
                    "late_mean": float(np.mean(late)),
-                   "tokens_changed_late": float(np.mean(changed)) if changed else None, "model": args.model}
+                   "tokens_changed_late": float(np.mean(changed)) if changed else None, **provenance}
             print(json.dumps(row))
             tok = f"{row['tokens_changed_late']:.2f}" if changed else "-"
             print(f"{task:22s} {name:16s} {row['early_mean']:8.1f} {row['late_mean']:8.1f} {tok:>22s}",
