@@ -121,3 +121,10 @@ def test_verdict_calls_a_difference_only_when_the_seeds_do_not_overlap():
     assert verdict(zeros, "diffusion") == "nothing succeeds"
     assert verdict({"diffusion": _row("diffusion", [1.0, 1.0])} | base, "diffusion") == ""  # ours not finished
     assert verdict({"diffusion": _row("diffusion", [1.0, 1.0, 1.0])}, "diffusion") == ""  # nothing to compare with
+    # while another reward of the grid is unfinished (amp: one seed) or not started (viper), the verdict says so
+    partial = {**base, "amp": _row("amp", [1.0]), "diffusion": _row("diffusion", [1.0, 0.9, 1.0])}
+    assert verdict(partial, "diffusion", ["diffusion", "amp", "rnd", "sparse"]) == "so far: ahead of sparse (+0.47)"
+    assert verdict({**base, "diffusion": _row("diffusion", [1.0, 0.9, 1.0])}, "diffusion",
+                   ["diffusion", "rnd", "sparse", "viper"]).startswith("so far: ")
+    assert verdict({**base, "diffusion": _row("diffusion", [1.0, 0.9, 1.0])}, "diffusion",
+                   ["diffusion", "rnd", "sparse"]) == "ahead of sparse (+0.47)"

@@ -231,24 +231,27 @@ def markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, o
     return "\n".join(lines)
 
 
-def verdict(cells: dict[str, dict[str, Any]], ours: str) -> str:
+def verdict(cells: dict[str, dict[str, Any]], ours: str, rewards: Sequence[str] = ()) -> str:
     """Ours against the best other reward of one task (``cells``: reward -> row), by success at the budget:
     *ahead* when every seed of ours ends at least as high as every seed of the best other one (and the means
     differ), *behind* the other way round, otherwise *level*: a difference within the seeds' spread is noise.
-    Empty until ours and another reward have all their seeds."""
+    Empty until ours and another reward have all their seeds; prefixed "so far:" while one of ``rewards`` (the
+    grid's) has not all its seeds on this task."""
     mine = cells.get(ours)
     others = [r for name, r in cells.items() if name != ours and len(r["seeds"]) >= 3]
     if mine is None or len(mine["seeds"]) < 3 or not others:
         return ""
+    pending = any(name != ours and (name not in cells or len(cells[name]["seeds"]) < 3) for name in rewards)
+    prefix = "so far: " if pending else ""
     best = max(others, key=lambda r: (r["success"], r["auc"]))
     if max(mine["success"], best["success"]) == 0:
-        return "nothing succeeds"
+        return prefix + "nothing succeeds"
     diff = mine["success"] - best["success"]
     if diff > 0 and mine["success_min"] >= best["success_max"]:
-        return f"ahead of {best['reward']} (+{diff:.2f})"
+        return f"{prefix}ahead of {best['reward']} (+{diff:.2f})"
     if diff < 0 and mine["success_max"] <= best["success_min"]:
-        return f"behind {best['reward']} ({diff:.2f})"
-    return f"level with {best['reward']} ({diff:+.2f})"
+        return f"{prefix}behind {best['reward']} ({diff:.2f})"
+    return f"{prefix}level with {best['reward']} ({diff:+.2f})"
 
 
 def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget: int, ours: str,
@@ -271,7 +274,7 @@ def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget:
             row.append("" if r is None else f"{r['success']:.2f} [{r['success_min']:.1f}, {r['success_max']:.1f}]"
                        + (f" ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})" if len(r["seeds"]) < 3
                           else ""))
-        row.append(verdict({reward: r for (t, reward), r in cells.items() if t == task}, ours))
+        row.append(verdict({reward: r for (t, reward), r in cells.items() if t == task}, ours, rewards))
         lines.append(f"| {task} | " + " | ".join(row) + " |")
     lines += ["", *_aggregate_lines(agg, ours, all_tasks)]
     for caption, path in figures.items():
