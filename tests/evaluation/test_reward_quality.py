@@ -183,7 +183,7 @@ def test_records_of_the_training_and_the_unseen_tasks_merge_into_one_table(tmp_p
         for key in ("mean", "mean_seen", "mean_unseen"):
             assert merged["models"][name][key] == pytest.approx(whole["models"][name][key], nan_ok=True)
     block = README_BLOCK.read(readme)
-    assert "1 training tasks and 1 tasks no model was trained on" in block and "| new-v3 (unseen) |" in block
+    assert "1 training tasks and 1 unseen tasks, which no model was trained on." in block and "| new-v3 (unseen) |" in block
     unseen = merged["models"]["learned"]["mean_unseen"]["auroc_random"]
     assert f"| learned | {merged['models']['learned']['mean_seen']['auroc_random']:.2f} |" in block
     assert f"| {unseen:.2f} |" in block.split("| learned |")[1].splitlines()[0]

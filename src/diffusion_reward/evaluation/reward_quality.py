@@ -342,9 +342,9 @@ def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) ->
     tasks = [t for t in tasks if t not in unseen] + unseen  # the training tasks first
     episodes = result.get("run", {}).get("episodes_per_policy") or {}
     counts = ", ".join(f"{n} {p}" for p, n in episodes.items()) if episodes else ""
-    lines = [f"Held-out episodes of {len(tasks) - len(unseen)} training tasks"
-             + (f" and {len(unseen)} tasks no model was trained on (unseen)" if unseen else "")
-             + (f" ({counts} per task)" if counts else "")
+    lines = ["Held-out episodes" + (f" ({counts} per task)" if counts else "")
+             + f" of {len(tasks) - len(unseen)} training tasks"
+             + (f" and {len(unseen)} unseen tasks, which no model was trained on" if unseen else "")
              + ". AUROC: how often an expert episode's mean reward beats the other policy's (0.5: chance); "
                "Spearman: episode mean reward against policy quality; VOC: reward against time inside expert "
                "episodes." + (" Means over the training tasks, then over the unseen ones." if unseen else "")
