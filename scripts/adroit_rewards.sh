@@ -10,6 +10,7 @@
 # are ~5 hours of one core (2.5 on two: collect uses a worker per core); codec, video models and
 # rewards ~1 hour; the evaluation of 240 episodes ~20 minutes.
 # Usage: bash scripts/adroit_rewards.sh [DATA_DIR] [RUNS_DIR]
+# Beside other work: WORKERS=1 nice -n 10 bash scripts/adroit_rewards.sh
 # Smaller runs (to check the wiring): EPISODES=2 TEST_EPISODES=1 NOISY_EPISODES=1 PRESET=tiny \
 #     RESULTS=runs/adroit-check.json bash scripts/adroit_rewards.sh data/adroit-check runs/adroit-check
 set -euo pipefail
@@ -21,16 +22,17 @@ TEST_EPISODES=${TEST_EPISODES:-20}  # held-out expert and random episodes per ta
 NOISY_EPISODES=${NOISY_EPISODES:-10}  # held-out episodes per task and noise level
 PRESET=${PRESET:-small}
 RESULTS=${RESULTS:-benchmarks/results/reward_quality/adroit-small.json}
+WORKERS=${WORKERS:-}              # collect's worker processes (empty: one per core)
 stage() { echo "[adroit_rewards] $(date -u +%H:%M:%S) $*"; }
 
 stage "expert episodes ($EPISODES train + $TEST_EPISODES held-out per task; the planner, 30-40 s each)"
-$DR collect --suite adroit --episodes "$EPISODES" --test-episodes "$TEST_EPISODES" --out "$DATA" --no-progress
+$DR collect --suite adroit --episodes "$EPISODES" --test-episodes "$TEST_EPISODES" --out "$DATA" ${WORKERS:+--workers "$WORKERS"} --no-progress
 stage "held-out random ($TEST_EPISODES per task) and noisy-expert ($NOISY_EPISODES per task and noise level) episodes"
-$DR collect --suite adroit --policy random --episodes 0 --test-episodes "$TEST_EPISODES" --out "$DATA" --no-progress
+$DR collect --suite adroit --policy random --episodes 0 --test-episodes "$TEST_EPISODES" --out "$DATA" ${WORKERS:+--workers "$WORKERS"} --no-progress
 $DR collect --suite adroit --policy noisy:0.1 noisy:0.3 noisy:1.0 --episodes 0 \
-    --test-episodes "$NOISY_EPISODES" --out "$DATA" --no-progress
+    --test-episodes "$NOISY_EPISODES" --out "$DATA" ${WORKERS:+--workers "$WORKERS"} --no-progress
 stage "train-split random episodes (AMP's negatives)"
-$DR collect --suite adroit --policy random --episodes 5 --out "$DATA" --no-progress
+$DR collect --suite adroit --policy random --episodes 5 --out "$DATA" ${WORKERS:+--workers "$WORKERS"} --no-progress
 
 stage "codec"
 $DR train-codec --data "$DATA" --preset "$PRESET" --run-dir "$RUNS/codec" --no-progress

@@ -99,6 +99,20 @@ def test_readme_reward_quality_tables_are_what_the_committed_record_gives() -> N
     assert block == expected.strip()
 
 
+def test_readme_adroit_reward_quality_table_is_what_the_committed_record_gives() -> None:
+    """The README's Adroit block is `evaluate-reward --from-results benchmarks/results/reward_quality/adroit-small.json
+    --out docs/images/reward-quality-adroit --readme README.md --readme-block reward-quality-adroit`."""
+    from diffusion_reward.evaluation.reward_quality import read_results, readme_block, readme_markdown
+
+    record = ROOT / "benchmarks" / "results" / "reward_quality" / "adroit-small.json"
+    block = readme_block("reward-quality-adroit").read(ROOT / "README.md")
+    if not record.exists():
+        assert block == "", "the README shows Adroit reward-quality results but no record is committed"
+        return
+    expected = readme_markdown(read_results(record), full_table="docs/images/reward-quality-adroit/reward_quality.md")
+    assert block == expected.strip()
+
+
 def test_readme_stays_short() -> None:
     """The README is the front door (what it is, set-up, commands, current results); studies live in docs/."""
     assert len(README.encode()) <= 12 * 1024, "move detail to docs/ (docs/results.md indexes the studies)"

@@ -138,7 +138,10 @@ def test_command_writes_a_traceable_record_and_the_readme_block_which_the_record
     assert record["run"]["models"] == {"pixel-change": str(tmp_path / "motion")}
     block = README_BLOCK.read(readme)
     value = record["models"]["pixel-change"]["mean"]["auroc_random"]
-    assert f"| pixel-change | {value:.2f} |" in block and "| other-v3 |" in block and "4 expert, 4 noisy:0.1" in block
+    assert f"| pixel-change | {value:.2f} |" in block and "4 expert, 4 noisy:0.1" in block
+    tasks = record["models"]["pixel-change"]["tasks"]
+    lowest = min(tasks, key=lambda t: (tasks[t]["auroc_random"], t))
+    assert f"| {tasks[lowest]['auroc_random']:.2f} {lowest} |" in block  # the weakest task is named
     assert readme.read_text().endswith("after\n")
 
     README_BLOCK.write(readme, "edited by hand")
@@ -183,7 +186,8 @@ def test_records_of_the_training_and_the_unseen_tasks_merge_into_one_table(tmp_p
         for key in ("mean", "mean_seen", "mean_unseen"):
             assert merged["models"][name][key] == pytest.approx(whole["models"][name][key], nan_ok=True)
     block = README_BLOCK.read(readme)
-    assert "1 training tasks and 1 unseen tasks, which no model was trained on." in block and "| new-v3 (unseen) |" in block
+    assert "1 training tasks and 1 unseen tasks, which no model was trained on." in block
+    assert "new-v3" not in block  # the lowest-task column names training tasks only
     unseen = merged["models"]["learned"]["mean_unseen"]["auroc_random"]
     assert f"| learned | {merged['models']['learned']['mean_seen']['auroc_random']:.2f} |" in block
     assert f"| {unseen:.2f} |" in block.split("| learned |")[1].splitlines()[0]

@@ -28,7 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "fingerprints, episode counts, code version, machine) to this file, e.g. under "
                         "benchmarks/results/ to commit it")
     p.add_argument("--readme", default=None, metavar="README.md",
-                   help="replace the reward-quality block of this Markdown file with the summary tables")
+                   help="replace the reward-quality block of this Markdown file with the summary table")
+    p.add_argument("--readme-block", default="reward-quality", metavar="NAME",
+                   help="which generated block of --readme to replace: the lines <!-- NAME: ... --> and "
+                        "<!-- /NAME --> (one block per suite, e.g. reward-quality-adroit)")
     p.add_argument("--from-results", nargs="+", default=None, metavar="FILE.json",
                    help="score nothing: read result records written before (--results) and only write the "
                         "tables (--out), the --readme block and, with --results, the record from them; several "
@@ -49,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diffusion_reward.errors import UserError
-    from diffusion_reward.evaluation.reward_quality import (README_BLOCK, markdown_table, merge_results, read_results,
+    from diffusion_reward.evaluation.reward_quality import (markdown_table, merge_results, read_results, readme_block,
                                                              readme_markdown)
     from diffusion_reward.utils.checkpoint import atomic_write_json, atomic_write_text
 
@@ -69,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the result record {args.results}")
     if args.readme is not None:
         link = args.full_table_link or str(Path(args.out) / "reward_quality.md")
-        README_BLOCK.write(args.readme, readme_markdown(record, full_table=link))
-        print(f"wrote the reward-quality block of {args.readme}")
+        readme_block(args.readme_block).write(args.readme, readme_markdown(record, full_table=link))
+        print(f"wrote the {args.readme_block} block of {args.readme}")
     return 0
 
 

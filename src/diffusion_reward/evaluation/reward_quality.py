@@ -261,7 +261,6 @@ def episodes_per_policy(dataset: EpisodeDataset) -> dict[str, str]:
     return out
 
 
-README_BLOCK = GeneratedBlock("reward-quality", "generated from the committed results by evaluate-reward --readme")
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -330,39 +329,45 @@ def ranked_models(result: Mapping[str, Any]) -> dict[str, Any]:
     return dict(sorted(result["models"].items(), key=score))
 
 
+def readme_block(name: str = "reward-quality") -> GeneratedBlock:
+    """The README block ``evaluate-reward --readme`` writes; one per suite (``reward-quality-adroit``, ...)."""
+    return GeneratedBlock(name, "generated from the committed results by evaluate-reward --readme")
+
+
+README_BLOCK = readme_block()
+
+
 def readme_markdown(result: Mapping[str, Any], full_table: str | None = None) -> str:
-    """The README's reward-quality block, models best first (:func:`ranked_models`): the mean of each model over
-    the training (seen) tasks, and its AUROC means over the unseen tasks when the result has some, then AUROC
-    against the random policy per task and model."""
+    """The README's reward-quality table, models best first (:func:`ranked_models`): the mean of each model over
+    the training (seen) tasks, its lowest training task by AUROC against the random policy, and its AUROC means
+    over the unseen tasks when the result has some. Every task's row is in the full table (``full_table``)."""
     fmt = lambda v: "-" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
     models = ranked_models(result)
     seen = list(result.get("seen_tasks") or [])
     tasks = sorted({t for m in models.values() for t in m["tasks"]})
     unseen = [t for t in tasks if seen and t not in seen]
-    tasks = [t for t in tasks if t not in unseen] + unseen  # the training tasks first
+    training = [t for t in tasks if t not in unseen]
     episodes = result.get("run", {}).get("episodes_per_policy") or {}
     counts = ", ".join(f"{n} {p}" for p, n in episodes.items()) if episodes else ""
     lines = ["Held-out episodes" + (f" ({counts} per task)" if counts else "")
-             + f" of {len(tasks) - len(unseen)} training tasks"
+             + f" of {len(training)} training tasks"
              + (f" and {len(unseen)} unseen tasks, which no model was trained on" if unseen else "")
              + ". AUROC: how often an expert episode's mean reward beats the other policy's (0.5: chance); "
                "Spearman: episode mean reward against policy quality; VOC: reward against time inside expert "
-               "episodes." + (" Means over the training tasks, then over the unseen ones." if unseen else "")
-             + (f" [Every column and task]({full_table})." if full_table else ""), ""]
-    columns = ["AUROC vs random", "AUROC vs noisy", "Spearman(quality)", "VOC"]
+               "episodes. Means over the training tasks" + (", then over the unseen ones" if unseen else "")
+             + (f"; [every task]({full_table})." if full_table else "."), ""]
+    columns = ["AUROC vs random", "AUROC vs noisy", "Spearman(quality)", "VOC", "lowest task (vs random)"]
     unseen_columns = ["unseen: AUROC vs random", "AUROC vs noisy"] if unseen else []
     lines += ["| reward | " + " | ".join(columns + unseen_columns) + " |",
               "|---|" + "---|" * (len(columns) + len(unseen_columns))]
     for name, model in models.items():
         mean = model.get("mean_seen", model["mean"])
         cells = [fmt(_row_value(mean, c)) for c in ("auroc_random", "auroc_noisy", "spearman_quality", "voc")]
+        scores = {t: model["tasks"][t].get("auroc_random", math.nan) for t in training if t in model["tasks"]}
+        scores = {t: v for t, v in scores.items() if math.isfinite(v)}
+        lowest = min(scores, key=lambda t: (scores[t], t)) if scores else None
+        cells.append(f"{scores[lowest]:.2f} {lowest}" if lowest else "-")
         if unseen:
             cells += [fmt(_row_value(model.get("mean_unseen", {}), c)) for c in ("auroc_random", "auroc_noisy")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "AUROC against the random policy per task:", "",
-              "| task | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for task in tasks:
-        label = f"{task} (unseen)" if task in unseen else task
-        lines.append(f"| {label} | " + " | ".join(fmt(m["tasks"].get(task, {}).get("auroc_random", math.nan))
-                                                   for m in models.values()) + " |")
     return "\n".join(lines) + "\n"
