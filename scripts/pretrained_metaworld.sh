@@ -37,21 +37,6 @@ $DR fit-reward --kind viper --no-bf16 --video "$WORK/videogpt/model" --data "$DA
 $DR fit-reward --kind amp --data "$DATA" --seed 0 --out "$OUT/reward-amp"
 $DR fit-reward --kind rnd --data "$DATA" --seed 0 --out "$OUT/reward-rnd"
 stage "expert train episodes for AMP"
-$PY - "$DATA" "$OUT/expert-data" <<'PYTHON'
-import shutil, sys
-from pathlib import Path
-from diffusion_reward.data.episodes import DatasetWriter
-from diffusion_reward.utils.checkpoint import read_json
-
-source, target = Path(sys.argv[1]), Path(sys.argv[2])
-manifest = read_json(source / "manifest.json")
-keep = [e for e in manifest["episodes"] if e["split"] == "train" and e["policy"] == "expert"]
-writer = DatasetWriter(target, {k: v for k, v in manifest.items() if k not in ("episodes", "format", "format_version")})
-for entry in keep:
-    (target / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source / entry["file"], target / entry["file"])
-writer.update(lambda episodes: episodes + keep)
-print(f"{len(keep)} expert train episodes -> {target}")
-PYTHON
+$PY scripts/expert_train_episodes.py "$DATA" "$OUT/expert-data"
 stage "done: $OUT"
 du -sh "$OUT"/*
