@@ -1,7 +1,7 @@
 """The Adroit planning expert: success rate and seconds per episode, one JSON line per task.
 
     nice -n 5 python benchmarks/adroit_expert.py [--tasks door hammer pen] [--first-seed 1000]
-        [--episodes 10] [--jobs 2] [--samples 48 --horizon 20 ...] [--out FILE]
+        [--episodes 10 | --seeds 1001 1006] [--trace-every 5] [--jobs 2] [--samples 48 --horizon 20 ...] [--out FILE]
 
 Each episode runs the expert (``diffusion_reward.envs.adroit_expert.AdroitPlanner``, the task's
 default settings unless planner flags are given) for the task's full horizon (action repeat 2) on
@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 
-def run_episode(task: str, seed: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """One expert episode in this process; its outcome and cost."""
+def run_episode(task: str, seed: int, settings: dict[str, Any], trace_every: int = 0) -> dict[str, Any]:
+    """One expert episode in this process; its outcome and cost, and with ``trace_every`` the task's progress
+    measures (:meth:`~diffusion_reward.envs.adroit_expert.TaskObjective.progress`) every that many agent steps."""
     from diffusion_reward.envs import make_env
     from diffusion_reward.envs.adroit_expert import AdroitPlanner, PlannerSettings
 
@@ -41,19 +42,23 @@ def run_episode(task: str, seed: int, settings: dict[str, Any]) -> dict[str, Any
         wall, cpu = time.perf_counter(), time.process_time()
         planner = AdroitPlanner(env, PlannerSettings(**settings), seed=seed)
         state, _ = env.reset(seed=seed)
-        first_success, dense_return, steps = None, 0.0, 0
+        first_success, dense_return, steps, trace = None, 0.0, 0, []
         while True:
             state, _, _, truncated, info = env.step(planner(state))
             dense_return += info["dense_reward"]
             if info["success"] and first_success is None:
                 first_success = steps
             steps += 1
+            if trace_every and (steps % trace_every == 0 or truncated):
+                trace.append({"step": steps, "success": bool(info["success"]),
+                              **{k: round(v, 3) for k, v in planner.objective.progress(planner.data).items()}})
             if truncated:
                 break
-        return {"seed": seed, "success": first_success is not None, "first_success": first_success,
-                "final_success": bool(info["success"]), "dense_return": round(dense_return, 2), "steps": steps,
-                "plans": planner.plans_made, "wall_s": round(time.perf_counter() - wall, 2),
-                "cpu_s": round(time.process_time() - cpu, 2)}
+        episode = {"seed": seed, "success": first_success is not None, "first_success": first_success,
+                   "final_success": bool(info["success"]), "dense_return": round(dense_return, 2), "steps": steps,
+                   "plans": planner.plans_made, "wall_s": round(time.perf_counter() - wall, 2),
+                   "cpu_s": round(time.process_time() - cpu, 2)}
+        return {**episode, "trace": trace} if trace_every else episode
     finally:
         env.close()
 
@@ -86,6 +91,11 @@ def main() -> None:
                         help="Adroit tasks to measure")
     parser.add_argument("--first-seed", type=int, default=1000, help="seed of the first episode (1000 on: held out)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes (consecutive seeds) per task")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="these seeds instead of --first-seed/--episodes (say, the ones that failed)")
+    parser.add_argument("--trace-every", type=int, default=0, metavar="STEPS",
+                        help="record the task's progress measures (distances, angles, heights) every STEPS agent "
+                             "steps of each episode, to see where a failed one stuck (0: no trace)")
     parser.add_argument("--jobs", type=int, default=1, help="episodes run side by side, one process and thread each")
     parser.add_argument("--out", default=None, help="append the lines to this JSONL file too")
     add_config_args(parser, PlannerSettings)
@@ -97,10 +107,11 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     for task in args.tasks:
         settings = dataclasses.asdict(config_from_args(PlannerSettings, args, base=PLANNER_DEFAULTS[task]))
-        seeds = range(args.first_seed, args.first_seed + args.episodes)
+        seeds = args.seeds or range(args.first_seed, args.first_seed + args.episodes)
         load_start = os.getloadavg()
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_one_thread) as pool:
-            episodes = list(pool.map(run_episode, [task] * len(seeds), seeds, [settings] * len(seeds)))
+            episodes = list(pool.map(run_episode, [task] * len(seeds), seeds, [settings] * len(seeds),
+                                     [args.trace_every] * len(seeds)))
         line = {**base, "load_avg_start": [round(x, 2) for x in load_start],
                 "load_avg_end": [round(x, 2) for x in os.getloadavg()], **summarise(task, settings, episodes)}
         text = json.dumps(line)

@@ -33,6 +33,19 @@ def test_dense_objective_is_the_environments_dense_reward(state_env):
         assert objective.dense(state_env.simulator.data) == pytest.approx(reward, abs=1e-12)
 
 
+def test_progress_measures_are_numbers_that_move_with_the_hand(state_env):
+    """The benchmark's --trace-every reads these to show where a failed episode stuck."""
+    objective = OBJECTIVES[state_env.task_spec.name](state_env.simulator.env)
+    state_env.reset(seed=3)
+    before = objective.progress(state_env.simulator.data)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        state_env.simulator.step(rng.uniform(-1, 1, state_env.action_space.shape).astype(np.float32))
+    after = objective.progress(state_env.simulator.data)
+    assert set(before) == set(after) and all(np.isfinite(v) for v in after.values())
+    assert any(before[k] != after[k] for k in before)
+
+
 def test_planner_is_deterministic_given_the_seed(state_env):
     def actions(seed: int) -> np.ndarray:
         state, _ = state_env.reset(seed=7)

@@ -103,6 +103,10 @@ class TaskObjective:
     def score(self, data: Any) -> float:
         return self.dense(data) + self.shaping(data)
 
+    def progress(self, data: Any) -> dict[str, float]:
+        """The task's stages as numbers (what an episode has achieved so far), to see where a failed one stuck."""
+        raise NotImplementedError
+
 
 def _joint_qpos(model: Any, names: tuple[str, ...]) -> np.ndarray:
     return np.array([model.jnt_qposadr[model.joint(name).id] for name in names])
@@ -125,6 +129,10 @@ class DoorObjective(TaskObjective):
 
     def shaping(self, data: Any) -> float:
         return -0.2 * self._palm_distance(data) + min(data.qpos[self.latch], 1.5) + data.qpos[self.hinge]
+
+    def progress(self, data: Any) -> dict[str, float]:
+        return {"palm_to_handle": self._palm_distance(data), "latch": float(data.qpos[self.latch]),
+                "hinge": float(data.qpos[self.hinge])}
 
 
 class HammerObjective(TaskObjective):
@@ -155,6 +163,11 @@ class HammerObjective(TaskObjective):
             score += 2.0 * float(np.mean(data.qpos[self.fingers]))
         return float(score)
 
+    def progress(self, data: Any) -> dict[str, float]:
+        hammer, palm, head, nail, goal = self._points(data)
+        return {"palm_to_hammer": float(np.linalg.norm(palm - hammer)), "hammer_height": float(hammer[2]),
+                "head_to_nail": float(np.linalg.norm(head - nail)), "nail_depth": float(np.linalg.norm(nail - goal))}
+
 
 class PenObjective(TaskObjective):
     def _terms(self, data: Any) -> tuple[np.ndarray, float, float]:
@@ -174,6 +187,10 @@ class PenObjective(TaskObjective):
 
     def shaping(self, data: Any) -> float:
         return -self._terms(data)[1]
+
+    def progress(self, data: Any) -> dict[str, float]:
+        position, distance, similarity = self._terms(data)
+        return {"pen_to_start": distance, "orientation_similarity": similarity, "pen_height": float(position[2])}
 
 
 OBJECTIVES: dict[str, type[TaskObjective]] = {"door": DoorObjective, "hammer": HammerObjective, "pen": PenObjective}
