@@ -40,6 +40,8 @@ def test_manifest_records_dataset_attributes(expert_dataset):
     assert m["action_repeat"] == 2
     assert m["render"] == to_dict(RenderSettings.fast())
     assert m["package_version"] == __version__
+    # each episode says which code made it (a checkout: the commit), so a dataset extended later stays traceable
+    assert all(e["code"]["package"] == __version__ and "commit" in e["code"] for e in m["episodes"])
 
 
 def test_expert_episodes_split_succeed_and_have_full_arrays(expert_dataset):

@@ -420,12 +420,15 @@ def collect(config: CollectConfig, out: str | os.PathLike, *, skip_bad: bool = F
     report = CollectReport(workers=workers, already_present=len(order) - len(jobs), bad_existing=bad_existing)
     if not jobs:
         return report
+    from diffusion_reward.utils.provenance import code_version
+
+    code = code_version()  # which code made each episode (the expert's planner may change between collections)
     bar = _progress_bar(len(jobs), progress)
     start = time.perf_counter()
 
     def record(outcome: dict[str, Any]) -> None:
         if outcome["entry"] is not None:
-            writer.add_entry(outcome["entry"], order=order)
+            writer.add_entry({**outcome["entry"], "code": code}, order=order)
         report.record(outcome)
         report.seconds = time.perf_counter() - start
         if bar is not None:
