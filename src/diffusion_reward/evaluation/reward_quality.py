@@ -261,8 +261,6 @@ def episodes_per_policy(dataset: EpisodeDataset) -> dict[str, str]:
     return out
 
 
-
-
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
     """A ``reward_quality.json`` written by :func:`evaluate_and_write`; one line naming the file otherwise."""
     from diffusion_reward.utils.checkpoint import read_json
