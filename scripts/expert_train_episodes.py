@@ -20,7 +20,8 @@ def main(source: Path, target: Path) -> int:
     if not keep:
         print(f"{source}: no expert train-split episodes to copy", file=sys.stderr)
         return 2
-    writer = DatasetWriter(target, {k: v for k, v in manifest.items() if k not in ("episodes", "format", "format_version")})
+    attributes = {k: v for k, v in manifest.items() if k not in ("episodes", "format", "format_version")}
+    writer = DatasetWriter(target, attributes)
     for entry in keep:
         (target / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / entry["file"], target / entry["file"])

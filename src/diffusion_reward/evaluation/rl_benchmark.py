@@ -35,6 +35,7 @@ from diffusion_reward.evaluation.report import GeneratedBlock
 README_BLOCK = GeneratedBlock("rl-benchmark", "generated from the records by plot-rl --readme")
 README_BEGIN, README_END = README_BLOCK.begin, README_BLOCK.end
 SOLVED = 0.8
+FULL_SEEDS = 3  # a (task, reward) row is complete with this many seeds, as the grids run them (0, 1, 2)
 OUTPUTS = ("rl_curves.png", "rl_aggregate.png", "rl_benchmark.md", "rl_benchmark.json")
 
 
@@ -237,11 +238,14 @@ def verdict(cells: dict[str, dict[str, Any]], ours: str, rewards: Sequence[str] 
     differ), *behind* the other way round, otherwise *level*: a difference within the seeds' spread is noise.
     Empty until ours and another reward have all their seeds; prefixed "so far:" while one of ``rewards`` (the
     grid's) has not all its seeds on this task."""
+    def complete(row: dict[str, Any] | None) -> bool:
+        return row is not None and len(row["seeds"]) >= FULL_SEEDS
+
     mine = cells.get(ours)
-    others = [r for name, r in cells.items() if name != ours and len(r["seeds"]) >= 3]
-    if mine is None or len(mine["seeds"]) < 3 or not others:
+    others = [r for name, r in cells.items() if name != ours and complete(r)]
+    if not complete(mine) or not others:
         return ""
-    pending = any(name != ours and (name not in cells or len(cells[name]["seeds"]) < 3) for name in rewards)
+    pending = any(name != ours and not complete(cells.get(name)) for name in rewards)
     prefix = "so far: " if pending else ""
     best = max(others, key=lambda r: (r["success"], r["auc"]))
     if max(mine["success"], best["success"]) == 0:
@@ -271,9 +275,9 @@ def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget:
         row = []
         for reward in rewards:
             r = cells.get((task, reward))
+            n = 0 if r is None else len(r["seeds"])
             row.append("" if r is None else f"{r['success']:.2f} [{r['success_min']:.1f}, {r['success_max']:.1f}]"
-                       + (f" ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})" if len(r["seeds"]) < 3
-                          else ""))
+                       + (f" ({n} seed{'s' if n > 1 else ''})" if n < FULL_SEEDS else ""))
         row.append(verdict({reward: r for (t, reward), r in cells.items() if t == task}, ours, rewards))
         lines.append(f"| {task} | " + " | ".join(row) + " |")
     lines += ["", *_aggregate_lines(agg, ours, all_tasks)]
