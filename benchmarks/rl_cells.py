@@ -11,12 +11,18 @@ the machine's drift hits every variant alike. Variants:
 - ``amp``: AMP scored per episode, its discriminator trained every 16 updates on 64 frames (the default);
 - ``amp-8x128``: the same, trained every 8 updates on the agent's batch (128 frames);
 - ``amp-every1``: the same, trained on every update on the agent's batch;
-- ``amp-batch``: AMP as it ran before (``--amp-scoring batch``: the discriminator scores every step
-  of every sampled batch and trains on every update);
+- ``amp-batch``: the AMP cell as it ran before (``--amp-scoring batch``: the discriminator scores every
+  step of every sampled batch and trains on every update; the environment steps in the learner's process);
 - ``diffusion-lp1``: the diffusion cell with one llvmpipe rasterizer thread (``--render-threads 1``,
   the former default) instead of rasterizing in the rendering thread;
 - ``diffusion-worker``: the diffusion cell with the environment stepping and rendering in a worker
-  process that overlaps the agent's updates (what ``train-rl`` does by itself from 3 cores on).
+  process that overlaps the agent's updates (what ``train-rl`` does by itself from 3 cores on, and on
+  2 cores that nothing else keeps busy);
+- ``diffusion-inline``: the diffusion cell as it ran before, the environment stepping and rendering in
+  the learner's process between updates.
+
+``sparse``, ``diffusion`` and ``amp`` choose the worker as ``train-rl`` does (on a quiet machine of 2+
+cores: in a worker); the ``-worker``/``-inline`` variants and ``amp-batch`` pin it.
 
 Every line gives, after the seed frames (the steady state of a cell): milliseconds per environment
 frame per stage of the loop (act, batch sampling with the reward terms, agent update, waiting for the
@@ -46,9 +52,10 @@ VARIANTS = {  # name -> (grid reward, RLConfig changes)
     "sparse": ("sparse", {}), "rnd": ("rnd", {}), "diffusion": ("diffusion", {}), "viper": ("viper", {}),
     "amp": ("amp", {}), "amp-8x128": ("amp", {"amp_update_every": 8, "amp_batch_size": 0}),
     "amp-every1": ("amp", {"amp_update_every": 1, "amp_batch_size": 0}),
-    "amp-batch": ("amp", {"amp_scoring": "batch"}),
+    "amp-batch": ("amp", {"amp_scoring": "batch", "env_worker": False}),
     "diffusion-lp1": ("diffusion", {"render_threads": 1}),
     "diffusion-worker": ("diffusion", {"env_worker": True}),
+    "diffusion-inline": ("diffusion", {"env_worker": False}),
 }
 
 
@@ -66,6 +73,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         run = RLRun(config, Path(tmp) / "run", progress=False, log=lambda message: None)
         build_s = time.perf_counter() - start
+        worker = bool(run.use_worker)
         try:
             run.fit()
         finally:
@@ -86,7 +94,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     amp = {k: v for k, v in dataclasses.asdict(config).items() if k.startswith("amp_")}
     amp = amp if spec["reward"] == "amp" else {}
     return {**({"amp": amp} if amp else {}), "ms_per_frame": {p: round(v, 3) for p, v in per_frame.items()},
-            "ms_per_frame_total": round(ms_per_frame, 3),
+            "ms_per_frame_total": round(ms_per_frame, 3), "env_worker": worker,
             "steady_frames": int(steady_frames), "seed_s": round(seed_wall, 1), "build_s": round(build_s, 1),
             "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             f"cell_{spec['cell_frames'] // 1000}k_s_estimate": round(cell_s, 0), "cell_s_estimate": round(cell_s, 1)}
