@@ -13,19 +13,24 @@ from diffusion_reward.rl.benchmark import expert_fingerprint, read_record
 from diffusion_reward.utils.provenance import directory_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
-PRETRAINED = ROOT / "pretrained" / "metaworld-small"
+PRETRAINED = ROOT / "pretrained"
 RECORDS = find_records([ROOT / "benchmarks" / "results" / "rl"])
+# folder -> (a task, the tasks every reward has statistics for, expert train episodes per task)
+SUITES = {"metaworld-small": ("dial-turn-v3", {"dial-turn-v3", "reach-v3"}, 20),
+          "adroit-small": ("door", {"door", "hammer", "pen"}, 50)}
 
 
 @pytest.mark.parametrize("name", ["reward-entropy", "reward-viper"])
-def test_pretrained_reward_models_load_and_score_an_expert_episode(name):
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_pretrained_reward_models_load_and_score_an_expert_episode(suite, name):
     from diffusion_reward.data.episodes import load_dataset
 
-    reward = load_reward_model(PRETRAINED / name, device="cpu")
-    experts = load_dataset(PRETRAINED / "expert-data").select(task="dial-turn-v3")
-    assert len(experts) == 20 and set(reward.task_stats) >= {"dial-turn-v3", "reach-v3"}
+    task, tasks, episodes = SUITES[suite]
+    reward = load_reward_model(PRETRAINED / suite / name, device="cpu")
+    experts = load_dataset(PRETRAINED / suite / "expert-data").select(task=task)
+    assert len(experts) == episodes and set(reward.task_stats) >= tasks
     frames = experts[0].frames[:12]
-    r = reward.rewards(frames, task="dial-turn-v3")
+    r = reward.rewards(frames, task=task)
     assert r.shape == (12,) and np.isfinite(r).all()
 
 
