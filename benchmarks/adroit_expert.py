@@ -16,6 +16,13 @@ CPU seconds are what one core costs; wall seconds also carry whatever else the m
 line records the load average before and after and the number of parallel episodes (``--jobs``).
 Lines go to stdout and, with ``--out``, are appended to that file (the committed results are
 ``benchmarks/results/adroit_expert_<machine>.jsonl``).
+
+    python benchmarks/adroit_expert.py --from-dataset data/adroit [--out FILE]
+
+reads the success rate off a dataset that ``collect --suite adroit`` made instead of running episodes: per
+task and split, the expert episodes kept and the seeds tried for them (an episode's ``attempt`` + 1, as its
+manifest entry records). Episodes that failed every seed they were given are not in a dataset (``collect``
+reports them); the line says how many episodes were kept at each attempt, so such a gap shows.
 """
 
 from __future__ import annotations
@@ -82,6 +89,23 @@ def summarise(task: str, settings: dict[str, Any], episodes: list[dict[str, Any]
     return line
 
 
+def from_dataset(root: Path) -> list[dict[str, Any]]:
+    """One line per task and split of a collected dataset's expert episodes: kept episodes over seeds tried."""
+    from diffusion_reward.utils.checkpoint import read_json
+
+    entries = [e for e in read_json(root / "manifest.json")["episodes"] if e["policy"] == "expert"]
+    lines = []
+    for task, split in sorted({(e["task"], e["split"]) for e in entries}):
+        kept = [e for e in entries if (e["task"], e["split"]) == (task, split)]
+        tried = sum(e["attempt"] + 1 for e in kept)
+        by_attempt = [sum(e["attempt"] == a for e in kept) for a in range(max(e["attempt"] for e in kept) + 1)]
+        commits = sorted({e["code"]["commit"] for e in kept if "code" in e})
+        lines.append({"task": task, "split": split, "kept": len(kept), "seeds_tried": tried,
+                      "success_rate": round(len(kept) / tried, 3), "kept_at_attempt": by_attempt,
+                      "seeds": [min(e["seed"] for e in kept), max(e["seed"] for e in kept)], "collected_by": commits})
+    return lines
+
+
 def main() -> None:
     from diffusion_reward.config import add_config_args, config_from_args
     from diffusion_reward.envs.adroit_expert import PLANNER_DEFAULTS, PlannerSettings
@@ -98,9 +122,21 @@ def main() -> None:
                              "steps of each episode, to see where a failed one stuck (0: no trace)")
     parser.add_argument("--jobs", type=int, default=1, help="episodes run side by side, one process and thread each")
     parser.add_argument("--out", default=None, help="append the lines to this JSONL file too")
+    parser.add_argument("--from-dataset", default=None, metavar="DIR",
+                        help="read the success rates off this dataset's expert episodes instead of running any")
     add_config_args(parser, PlannerSettings)
     args = parser.parse_args()
     from diffusion_reward.utils.provenance import code_version, machine
+
+    if args.from_dataset:
+        base = {"bench": "adroit_expert_collect", "code": code_version(), "dataset": args.from_dataset}
+        for line in from_dataset(Path(args.from_dataset)):
+            text = json.dumps({**base, **line})
+            print(text, flush=True)
+            if args.out:
+                with Path(args.out).open("a") as f:
+                    f.write(text + "\n")
+        return
 
     base = {"bench": "adroit_expert", "code": code_version(), "machine": machine(), "jobs": args.jobs,
             "action_repeat": 2}
