@@ -128,14 +128,17 @@ def main() -> None:
     args = parser.parse_args()
     from diffusion_reward.utils.provenance import code_version, machine
 
+    def emit(line: dict[str, Any]) -> None:
+        text = json.dumps(line)
+        print(text, flush=True)
+        if args.out:
+            with Path(args.out).open("a") as f:
+                f.write(text + "\n")
+
     if args.from_dataset:
         base = {"bench": "adroit_expert_collect", "code": code_version(), "dataset": args.from_dataset}
         for line in from_dataset(Path(args.from_dataset)):
-            text = json.dumps({**base, **line})
-            print(text, flush=True)
-            if args.out:
-                with Path(args.out).open("a") as f:
-                    f.write(text + "\n")
+            emit({**base, **line})
         return
 
     base = {"bench": "adroit_expert", "code": code_version(), "machine": machine(), "jobs": args.jobs,
@@ -148,13 +151,8 @@ def main() -> None:
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_one_thread) as pool:
             episodes = list(pool.map(run_episode, [task] * len(seeds), seeds, [settings] * len(seeds),
                                      [args.trace_every] * len(seeds)))
-        line = {**base, "load_avg_start": [round(x, 2) for x in load_start],
-                "load_avg_end": [round(x, 2) for x in os.getloadavg()], **summarise(task, settings, episodes)}
-        text = json.dumps(line)
-        print(text, flush=True)
-        if args.out:
-            with Path(args.out).open("a") as f:
-                f.write(text + "\n")
+        emit({**base, "load_avg_start": [round(x, 2) for x in load_start],
+              "load_avg_end": [round(x, 2) for x in os.getloadavg()], **summarise(task, settings, episodes)})
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ import pytest
 
 from diffusion_reward import load_reward_model
 from diffusion_reward.evaluation.rl_benchmark import find_records
-from diffusion_reward.rl.benchmark import expert_fingerprint, read_record
+from diffusion_reward.rl.benchmark import expert_fingerprint, load_grid, read_record
 from diffusion_reward.utils.provenance import directory_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAINED = ROOT / "pretrained"
 RECORDS = find_records([ROOT / "benchmarks" / "results" / "rl"])
+# every reward model and expert data directory a committed grid file names
+GRID_PATHS = {path for grid in (ROOT / "benchmarks").glob("rl_grid*.toml") for reward in load_grid(grid).rewards
+              for path in (reward.reward_model, reward.expert_data) if path}
 # folder -> (a task, the tasks every reward has statistics for, expert train episodes per task)
 SUITES = {"metaworld-small": ("dial-turn-v3", {"dial-turn-v3", "reach-v3"}, 20),
           "adroit-small": ("door", {"door", "hammer", "pen"}, 50)}
@@ -40,9 +43,9 @@ def test_every_committed_record_used_the_committed_models(path):
     inputs = record["inputs"]
     if "reward_model" in inputs:
         used = inputs["reward_model"]
-        assert used["path"].startswith("pretrained/"), used["path"]
+        assert used["path"] in GRID_PATHS, used["path"]
         assert directory_fingerprint(ROOT / used["path"]) == used["fingerprint"], used["path"]
     if "expert_data" in inputs:
         used = inputs["expert_data"]
-        assert used["path"].startswith("pretrained/") and used["path"].endswith("/expert-data"), used["path"]
+        assert used["path"] in GRID_PATHS, used["path"]
         assert expert_fingerprint(ROOT / used["path"], record["task"]) == (used["episodes"], used["fingerprint"])
