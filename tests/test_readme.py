@@ -66,19 +66,22 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert top[1] in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_rl_table_is_what_the_committed_records_give() -> None:
-    """The README's RL block is `plot-rl benchmarks/results/rl/metaworld-state-small --out docs/images/rl` as the
-    committed records give it (rerun that command with --readme README.md after adding records)."""
+@pytest.mark.parametrize("grid, figures, block", [("metaworld-state-small", "docs/images/rl", "rl-benchmark"),
+                                                   ("adroit-state-small", "docs/images/rl-adroit", "rl-benchmark-adroit")])
+def test_readme_rl_table_is_what_the_committed_records_give(grid: str, figures: str, block: str) -> None:
+    """Each README RL block is `plot-rl benchmarks/results/rl/GRID --out FIGURES --readme README.md --readme-block
+    BLOCK` as the committed records give it (rerun that command after adding records)."""
     from diffusion_reward.evaluation.rl_benchmark import find_records, load_records, readme_block, report_text
 
-    records = ROOT / "benchmarks" / "results" / "rl" / "metaworld-state-small"
-    block = readme_block(ROOT / "README.md")
+    records = ROOT / "benchmarks" / "results" / "rl" / grid
+    text = readme_block(ROOT / "README.md", block)
+    assert f"<!-- /{block} -->" in README, f"the README has no {block} block"
     if not find_records([records]):
-        assert block == "", "the README shows RL results but no records are committed"
+        assert text == "", f"the README shows {grid} results but no records are committed"
         return
     curves, budget = load_records([records])
-    _, _, _, short = report_text(curves, budget, figures_link="docs/images/rl")
-    assert block == short.strip()
+    _, _, _, short = report_text(curves, budget, figures_link=figures)
+    assert text == short.strip()
 
 
 def test_readme_reward_quality_tables_are_what_the_committed_record_gives() -> None:

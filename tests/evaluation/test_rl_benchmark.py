@@ -10,7 +10,7 @@ import pytest
 from diffusion_reward import cli
 from diffusion_reward.errors import UserError
 from diffusion_reward.evaluation.rl_benchmark import (README_BEGIN, README_END, area_under_curve, benchmark_report,
-                                                      readme_block)
+                                                      readme_block, rl_block)
 from diffusion_reward.rl.benchmark import RECORD_FORMAT, RECORD_FORMAT_VERSION
 
 FRAMES = [0, 25, 50, 75, 100]
@@ -92,6 +92,19 @@ def test_command_writes_the_readme_block_and_refuses_a_readme_without_one(tmp_pa
     bare.write_text("# nothing\n")
     assert cli.main([*argv[:-1], str(bare)]) == 2
     assert "no generated block" in capsys.readouterr().err
+
+
+def test_readme_block_option_replaces_only_the_named_block(tmp_path):
+    """Two grids' blocks in one README (MetaWorld's and Adroit's): --readme-block picks which one is rewritten."""
+    records = write_records(tmp_path)
+    readme = tmp_path / "README.md"
+    other = rl_block("rl-benchmark-adroit")
+    readme.write_text(f"{README_BEGIN}\nmetaworld table\n{README_END}\n\n{other.begin}\nold\n{other.end}\n")
+    argv = ["plot-rl", str(records), "--out", str(tmp_path / "fig"), "--bootstrap-reps", "100", "--readme",
+            str(readme), "--readme-block", "rl-benchmark-adroit"]
+    assert cli.main(argv) == 0
+    assert readme_block(readme) == "metaworld table"
+    assert "| dial-turn-v3 | 0.87 [0.6, 1.0] |" in readme_block(readme, "rl-benchmark-adroit")
 
 
 def test_two_records_of_one_cell_are_refused(tmp_path):

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = ("examples:\n"
                 "  diffusion-reward plot-rl benchmarks/results/rl/metaworld-state-small --out docs/images/rl "
                 "--readme README.md\n"
+                "  diffusion-reward plot-rl benchmarks/results/rl/adroit-state-small --out docs/images/rl-adroit "
+                "--readme README.md --readme-block rl-benchmark-adroit\n"
                 "  diffusion-reward plot-rl runs/rl --out runs/rl-comparison")
     p.add_argument("runs", metavar="PATH", nargs="+",
                    help="benchmark-rl records or folders of them; or train-rl run directories, or folders holding "
@@ -38,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "report is the same every time)")
     bench.add_argument("--readme", default=None, metavar="README.md",
                        help="also replace the generated RL block of this README with the tables and figure links")
+    bench.add_argument("--readme-block", default="rl-benchmark", metavar="NAME",
+                       help="which generated block of --readme to replace: the lines <!-- NAME: ... --> and "
+                            "<!-- /NAME --> (default: rl-benchmark, MetaWorld's grid; rl-benchmark-adroit for "
+                            "Adroit's)")
     bench.add_argument("--figures-link", default=None, metavar="PATH",
                        help="how the README links to --out (default: --out as given)")
 
@@ -49,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     if find_records(args.runs):
         report = benchmark_report(args.runs, args.out, ours=args.ours, budget=args.budget, reps=args.bootstrap_reps,
-                                  readme=args.readme, figures_link=args.figures_link, title=args.title)
+                                  readme=args.readme, figures_link=args.figures_link, title=args.title,
+                                  block=args.readme_block)
         print(report["markdown"])
         written = [name for name in BENCH_OUTPUTS if (Path(args.out) / name).exists()]
         print(f"{report['records']} records; wrote {', '.join(written)} to {args.out}"
-              + (f" and the RL block of {args.readme}" if args.readme else ""))
+              + (f" and the {args.readme_block} block of {args.readme}" if args.readme else ""))
         return 0
     result = compare_runs(args.runs, args.out, metric=args.metric, title=args.title)
     if result["skipped"]:

@@ -32,7 +32,13 @@ import numpy as np
 from diffusion_reward.errors import UserError
 from diffusion_reward.evaluation.report import GeneratedBlock
 
-README_BLOCK = GeneratedBlock("rl-benchmark", "generated from the records by plot-rl --readme")
+
+def rl_block(name: str = "rl-benchmark") -> GeneratedBlock:
+    """The README block ``plot-rl --readme`` writes; one per grid (``rl-benchmark-adroit``, ...)."""
+    return GeneratedBlock(name, "generated from the records by plot-rl --readme")
+
+
+README_BLOCK = rl_block()
 README_BEGIN, README_END = README_BLOCK.begin, README_BLOCK.end
 SOLVED = 0.8
 FULL_SEEDS = 3  # a (task, reward) row is complete with this many seeds, as the grids run them (0, 1, 2)
@@ -264,11 +270,10 @@ def readme_markdown(rows: Sequence[dict[str, Any]], agg: dict[str, Any], budget:
     and a link to the full report (``full_report``)."""
     rewards = list(dict.fromkeys(r["reward"] for r in sorted(rows, key=lambda r: (r["reward"] != ours,))))
     cells = {(r["task"], r["reward"]): r for r in rows}
-    lines = [f"Success rate at {_fmt_frames(budget)} frames, mean [min, max] over the seeds (a missing cell is not "
-             f"finished yet); frames to success >= {SOLVED}, area under the curve and the simulator's dense reward "
-             f"per task in the [full report]({full_report}). Verdict: {ours} against the best other reward, *ahead* "
-             f"or *behind* only when every seed of one ends at least as high as every seed of the other, else "
-             f"*level* (a difference within the seeds' spread).", "",
+    lines = [f"Success rate at {_fmt_frames(budget)} frames, mean [min, max] over the seeds (blank: not run yet); "
+             f"frames to success >= {SOLVED}, curve area and dense reward in the [full report]({full_report}). "
+             f"Verdict: {ours} against the best other reward, *ahead* or *behind* only when every seed of one ends "
+             f"at least as high as every seed of the other, else *level*.", "",
              "| task | " + " | ".join(f"**{r}**" if r == ours else r for r in rewards) + " | verdict |",
              "|---|" + "---|" * (len(rewards) + 1)]
     for task in all_tasks:
@@ -349,10 +354,10 @@ def report_text(curves: Sequence[CellCurve], budget: int, *, ours: str = "diffus
 
 def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, ours: str = "diffusion",
                      budget: int | None = None, reps: int = 2000, readme: str | os.PathLike | None = None,
-                     figures_link: str | None = None, title: str = "") -> dict[str, Any]:
+                     figures_link: str | None = None, title: str = "", block: str = "rl-benchmark") -> dict[str, Any]:
     """Read every record under ``paths``; write :data:`OUTPUTS` to ``out``; with ``readme``, replace the README's
-    generated block (between :data:`README_BEGIN` and :data:`README_END`) with the tables and figure links
-    (``figures_link``: how the README reaches ``out``, default ``out`` itself)."""
+    generated block named ``block`` (:func:`rl_block`) with the tables and figure links (``figures_link``: how the
+    README reaches ``out``, default ``out`` itself)."""
     from diffusion_reward.evaluation.rl_comparison import RunCurve, _plot, summarise
     from diffusion_reward.utils.checkpoint import atomic_path, atomic_write_json, atomic_write_text
 
@@ -377,10 +382,10 @@ def benchmark_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     atomic_write_json(out / OUTPUTS[3], {"grid": curves[0].grid, "budget": budget, "ours": ours, "tasks": rows,
                                          "aggregate": agg, "records": sorted(str(c.path) for c in curves)})
     if readme is not None:
-        README_BLOCK.write(readme, short)
+        rl_block(block).write(readme, short)
     return {"rows": rows, "aggregate": agg, "markdown": text, "readme": short, "records": len(curves)}
 
 
-def readme_block(readme: str | os.PathLike) -> str:
-    """The generated block's text as the README has it now."""
-    return README_BLOCK.read(readme)
+def readme_block(readme: str | os.PathLike, block: str = "rl-benchmark") -> str:
+    """The text of the generated block named ``block`` as the README has it now."""
+    return rl_block(block).read(readme)
