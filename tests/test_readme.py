@@ -118,4 +118,5 @@ def test_readme_adroit_reward_quality_table_is_what_the_committed_record_gives()
 
 def test_readme_stays_short() -> None:
     """The README is the front door (what it is, set-up, commands, current results); studies live in docs/."""
-    assert len(README.encode()) <= 12 * 1024, "move detail to docs/ (docs/results.md indexes the studies)"
+    # 13 KiB: the generated tables of two suites (MetaWorld and Adroit, reward quality and RL) and little else
+    assert len(README.encode()) <= 13 * 1024, "move detail to docs/ (docs/results.md indexes the studies)"

@@ -75,6 +75,14 @@ def test_aggregates_use_only_tasks_with_every_reward_and_seed(tmp_path):
     assert "left out until every reward has every seed: reach-v3" in report["markdown"]
 
 
+def test_a_pilot_of_one_seed_has_no_aggregate(tmp_path):
+    """One seed of two rewards (the Adroit pilot) is a table row, not an IQM over one sample."""
+    pilot = {"dial-turn-v3": {reward: seeds[:1] for reward, seeds in CURVES["dial-turn-v3"].items()}}
+    report = benchmark_report([write_records(tmp_path, pilot)], tmp_path / "out", reps=100)
+    assert report["aggregate"]["tasks"] == [] and not (tmp_path / "out" / "rl_aggregate.png").exists()
+    assert "no aggregate" in report["readme"]
+
+
 def test_command_writes_the_readme_block_and_refuses_a_readme_without_one(tmp_path, capsys):
     records = write_records(tmp_path)
     readme = tmp_path / "README.md"

@@ -139,7 +139,8 @@ def task_rows(curves: Sequence[CellCurve], budget: int) -> list[dict[str, Any]]:
 def aggregates(curves: Sequence[CellCurve], budget: int, ours: str, reps: int = 2000,
                seed: int = 0) -> dict[str, Any]:
     """rliable's IQM (success at the budget, AUC) per reward with 95% stratified-bootstrap intervals, and the
-    probability that ``ours`` improves on each other reward, over the tasks every reward has every seed of."""
+    probability that ``ours`` improves on each other reward, over the tasks every reward has every seed of (none
+    before the records hold two rewards and :data:`FULL_SEEDS` seeds)."""
     import warnings
 
     state = np.random.get_state()
@@ -161,6 +162,8 @@ def _aggregates(curves: Sequence[CellCurve], budget: int, ours: str, reps: int, 
     by_key = {(c.task, c.reward, c.seed): c for c in curves}
     tasks = sorted(t for t in {c.task for c in curves}
                    if all((t, r, s) in by_key for r in rewards for s in seeds))
+    if len(seeds) < FULL_SEEDS or len(rewards) < 2:
+        tasks = []  # a pilot (one seed, or one reward) has nothing to aggregate or compare yet
     out: dict[str, Any] = {"tasks": tasks, "rewards": rewards, "seeds": seeds, "budget": budget,
                            "bootstrap_reps": reps, "iqm": {}, "probability_of_improvement": {}}
     if not tasks:
