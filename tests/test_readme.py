@@ -66,8 +66,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert top[1] in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("grid, figures, block", [("metaworld-state-small", "docs/images/rl", "rl-benchmark"),
-                                                   ("adroit-state-small", "docs/images/rl-adroit", "rl-benchmark-adroit")])
+RL_GRIDS = [("metaworld-state-small", "docs/images/rl", "rl-benchmark"),
+            ("adroit-state-small", "docs/images/rl-adroit", "rl-benchmark-adroit")]
+
+
+@pytest.mark.parametrize("grid, figures, block", RL_GRIDS)
 def test_readme_rl_table_is_what_the_committed_records_give(grid: str, figures: str, block: str) -> None:
     """Each README RL block is `plot-rl benchmarks/results/rl/GRID --out FIGURES --readme README.md --readme-block
     BLOCK` as the committed records give it (rerun that command after adding records)."""
