@@ -138,6 +138,8 @@ def test_grid_file_mistakes_are_one_line_errors_naming_the_key(tmp_path):
         load_grid(write_grid(tmp_path / "b", GRID + '[rewards.amp]\nexpert = "x"\n'))
     with pytest.raises(UserError, match="no reward viper"):
         load_grid(write_grid(tmp_path / "c")).select(rewards=["viper"])
+    with pytest.raises(UserError, match="separate names with spaces"):  # --rewards sparse,rnd
+        load_grid(write_grid(tmp_path / "d")).select(rewards=["sparse,rnd"])
     with pytest.raises(UserError, match="no such grid file"):
         load_grid(tmp_path / "missing.toml")
 

@@ -158,8 +158,9 @@ class GridSpec:
                 return have
             unknown = [w for w in wanted if w not in have]
             if unknown:
+                hint = " (separate names with spaces, not commas)" if any("," in str(w) for w in unknown) else ""
                 raise UserError(f"grid {self.name}: no {what} {', '.join(map(str, unknown))}; the grid has "
-                                f"{', '.join(map(str, have))}")
+                                f"{', '.join(map(str, have))}{hint}")
             return tuple(w for w in have if w in wanted)
 
         names = pick(rewards, tuple(r.name for r in self.rewards), "reward")
