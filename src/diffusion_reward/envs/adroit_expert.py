@@ -25,8 +25,10 @@ shaping (:meth:`TaskObjective.shaping`), chosen by measurement (``benchmarks/adr
 - door and hammer: gymnasium-robotics 1.4's dense reward *adds* 0.1 x the palm's distance to the
   door handle / hammer (a sign slip: it pays the hand to stay away), so the shaping subtracts it
   twice, which makes it the intended cost;
-- door: + the latch angle (to 1.5 rad) and + the door's hinge angle: the latch has to turn before
-  the door moves at all, and the dense reward pays nothing for turning it;
+- door: + the latch angle (to 1.5 rad) and + 10 x the door's hinge angle: the latch has to turn
+  before the door moves at all, and the dense reward pays nothing for turning it; until the hinge
+  has turned 0.3 rad the palm's distance to the handle costs 3 per metre (not 0.2), else the plans
+  turned the latch and left the hand hanging short of the handle, or the door stalled half open;
 - hammer: reach, grasp, lift, swing: - 5 x the palm's distance to the hammer, + 2 x the mean flexion
   of the fingers and thumb while the palm is within 6 cm of it, + 20 x the hammer's height (to
   10 cm), - 10 x the hammer head's distance to the nail (on top of the dense reward's 1 x);
@@ -128,7 +130,9 @@ class DoorObjective(TaskObjective):
         return float(reward)
 
     def shaping(self, data: Any) -> float:
-        return -0.2 * self._palm_distance(data) + min(data.qpos[self.latch], 1.5) + data.qpos[self.hinge]
+        hinge = data.qpos[self.hinge]
+        reach = 3.0 if hinge < 0.3 else 0.2  # hold the hand on the handle until the door moves, then let it swing
+        return -reach * self._palm_distance(data) + min(data.qpos[self.latch], 1.5) + 10.0 * hinge
 
     def progress(self, data: Any) -> dict[str, float]:
         return {"palm_to_handle": self._palm_distance(data), "latch": float(data.qpos[self.latch]),
