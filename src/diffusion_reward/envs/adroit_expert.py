@@ -29,9 +29,11 @@ shaping (:meth:`TaskObjective.shaping`), chosen by measurement (``benchmarks/adr
   before the door moves at all, and the dense reward pays nothing for turning it; until the hinge
   has turned 0.3 rad the palm's distance to the handle costs 3 per metre (not 0.2), else the plans
   turned the latch and left the hand hanging short of the handle, or the door stalled half open;
-- hammer: reach, grasp, lift, swing: - 5 x the palm's distance to the hammer, + 2 x the mean flexion
-  of the fingers and thumb while the palm is within 6 cm of it, + 20 x the hammer's height (to
-  10 cm), - 10 x the hammer head's distance to the nail (on top of the dense reward's 1 x);
+- hammer: reach, grasp, lift, swing: - 5 x the palm's distance to the hammer (20 x once the hammer
+  is lifted: plans let go of it near the nail), + 2 x the mean flexion of the fingers and thumb
+  while the palm is within 6 cm of it, + 20 x the hammer's height (to 10 cm), - 10 x the hammer
+  head's distance to the nail (on top of the dense reward's 1 x), - 90 x the nail's remaining depth
+  (10 x the dense reward's weight, as door pays 10 x its hinge angle);
 - pen: - the pen's distance from its start (on top of the dense reward's 1 x), which keeps it on
   the hand while it turns.
 
@@ -161,9 +163,11 @@ class HammerObjective(TaskObjective):
         return float(reward)
 
     def shaping(self, data: Any) -> float:
-        hammer, palm, head, nail, _ = self._points(data)
+        hammer, palm, head, nail, goal = self._points(data)
         reach = float(np.linalg.norm(palm - hammer))
-        score = -5.2 * reach + 20.0 * min(hammer[2], 0.1) - 10.0 * np.linalg.norm(head - nail)
+        lifted = hammer[2] > 0.04  # keep hold of a lifted hammer: letting go costs 20 per metre, not 5.2
+        score = -(20.0 if lifted else 5.2) * reach + 20.0 * min(hammer[2], 0.1) - 10.0 * np.linalg.norm(head - nail)
+        score -= 90.0 * np.linalg.norm(nail - goal)  # the nail's depth, 10x the dense reward's weight
         if reach < 0.06:
             score += 2.0 * float(np.mean(data.qpos[self.fingers]))
         return float(score)
