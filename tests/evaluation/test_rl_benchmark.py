@@ -95,7 +95,9 @@ def test_command_writes_the_readme_block_and_refuses_a_readme_without_one(tmp_pa
     assert "![success against frames per task" in text and "(docs/rl/rl_curves.png)" in text
     assert "[full report](docs/rl/rl_benchmark.md)" in text
     assert "| dial-turn-v3 | 0.87 [0.6, 1.0] | 0.33 [0.0, 0.9] |" in text  # ours first, then the baselines
-    assert readme_block(readme).split("Over 2 tasks")[1] in (tmp_path / "fig" / "rl_benchmark.md").read_text()
+    full = (tmp_path / "fig" / "rl_benchmark.md").read_text()
+    assert readme_block(readme).split("Over 2 tasks")[1].split("![")[0] in full
+    assert "(rl_curves.png)" in full and "(rl_aggregate.png)" in full  # the full report's figures sit beside it
     bare = tmp_path / "bare.md"
     bare.write_text("# nothing\n")
     assert cli.main([*argv[:-1], str(bare)]) == 2

@@ -341,8 +341,8 @@ def load_records(paths: Sequence[str | os.PathLike], budget: int | None = None) 
 
 def report_text(curves: Sequence[CellCurve], budget: int, *, ours: str = "diffusion", reps: int = 2000,
                 figures_link: str = ".") -> tuple[list[dict[str, Any]], dict[str, Any], str, str]:
-    """The per-task rows, the aggregates, the full report's markdown and the README's compact block (both with
-    links to the figures and the report under ``figures_link``)."""
+    """The per-task rows, the aggregates, the full report's markdown (its figures beside it) and the README's
+    compact block (links to the figures and the report under ``figures_link``)."""
     rows = task_rows(curves, budget)
     agg = aggregates(curves, budget, ours, reps=reps)
     link = figures_link.rstrip("/")
@@ -350,7 +350,7 @@ def report_text(curves: Sequence[CellCurve], budget: int, *, ours: str = "diffus
     if agg.get("tasks"):
         figures["IQM with 95% bootstrap intervals"] = f"{link}/{OUTPUTS[1]}"
     tasks = sorted({c.task for c in curves})
-    full = markdown(rows, agg, budget, ours, tasks, figures)
+    full = markdown(rows, agg, budget, ours, tasks, {alt: Path(path).name for alt, path in figures.items()})
     short = readme_markdown(rows, agg, budget, ours, tasks, figures, f"{link}/{OUTPUTS[2]}")
     return rows, agg, full, short
 
