@@ -83,7 +83,8 @@ class PlannerSettings:
 # Held-out seeds 1000-1009 (benchmarks/results/adroit_expert_epyc-avx2-2cores.jsonl): success door
 # 9/10, hammer 6/10, pen 7/10; CPU seconds per episode on one EPYC core (mean / max): door 32 / 46,
 # hammer 39 / 45, pen 29 / 31. Door's shaping since (tuned on seeds 2000-2039): 37/40 on held-out seeds
-# 1000-1039 against the former shaping's 29/40 on the same seeds, CPU seconds 21 / 36 (docs/experiments/adroit-expert.md).
+# 1000-1039 against the former shaping's 29/40 on the same seeds, CPU seconds 21 / 36; hammer's since: 16/20 on
+# 1000-1019 (10/10 on 1000-1009), CPU seconds 24 / 30 (docs/experiments/adroit-expert.md).
 PLANNER_DEFAULTS: dict[str, PlannerSettings] = {
     "door": PlannerSettings(samples=48, horizon=12, replan_every=2),
     "hammer": PlannerSettings(samples=48, horizon=15, replan_every=2),
