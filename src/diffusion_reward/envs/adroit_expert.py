@@ -135,8 +135,8 @@ class DoorObjective(TaskObjective):
 
     def shaping(self, data: Any) -> float:
         hinge = data.qpos[self.hinge]
-        reach = 3.0 if hinge < 0.3 else 0.2  # hold the hand on the handle until the door moves, then let it swing
-        return -reach * self._palm_distance(data) + min(data.qpos[self.latch], 1.5) + 10.0 * hinge
+        reach_cost = 3.0 if hinge < 0.3 else 0.2  # hold the hand on the handle until the door moves, then let it swing
+        return -reach_cost * self._palm_distance(data) + min(data.qpos[self.latch], 1.5) + 10.0 * hinge
 
     def progress(self, data: Any) -> dict[str, float]:
         return {"palm_to_handle": self._palm_distance(data), "latch": float(data.qpos[self.latch]),

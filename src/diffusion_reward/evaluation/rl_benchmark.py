@@ -346,12 +346,13 @@ def report_text(curves: Sequence[CellCurve], budget: int, *, ours: str = "diffus
     rows = task_rows(curves, budget)
     agg = aggregates(curves, budget, ours, reps=reps)
     link = figures_link.rstrip("/")
-    figures = {"success against frames per task (mean over seeds, band: min to max)": f"{link}/{OUTPUTS[0]}"}
+    figures = {"success against frames per task (mean over seeds, band: min to max)": OUTPUTS[0]}
     if agg.get("tasks"):
-        figures["IQM with 95% bootstrap intervals"] = f"{link}/{OUTPUTS[1]}"
+        figures["IQM with 95% bootstrap intervals"] = OUTPUTS[1]
     tasks = sorted({c.task for c in curves})
-    full = markdown(rows, agg, budget, ours, tasks, {alt: Path(path).name for alt, path in figures.items()})
-    short = readme_markdown(rows, agg, budget, ours, tasks, figures, f"{link}/{OUTPUTS[2]}")
+    full = markdown(rows, agg, budget, ours, tasks, figures)
+    short = readme_markdown(rows, agg, budget, ours, tasks, {alt: f"{link}/{name}" for alt, name in figures.items()},
+                            f"{link}/{OUTPUTS[2]}")
     return rows, agg, full, short
 
 
